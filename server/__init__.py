@@ -1,0 +1,3 @@
+"""The composition root: configuration, logging, CLI, sockets and threads."""
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+from server.cli import main
+
+__all__ = ["main"]
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The ``voicebot`` command: ``serve`` and ``call``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from voicebot.errors import VoicebotError
+
+__all__ = ["main"]
+
+log = logging.getLogger("voicebot")
+
+
+class _TurnAction(argparse.Action):
+    """Collects --wav/--text/--dtmf in command-line order."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from server.client import CallerTurn
+
+        turns = list(getattr(namespace, "turns", None) or [])
+        turns.append(CallerTurn(kind=self.dest, value=str(values)))
+        namespace.turns = turns
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebot", description=__doc__)
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the websocket server")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1; "
+                       "env VOICEBOT_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8765; "
+                       "env VOICEBOT_PORT)")
+    serve.add_argument("--config", type=Path, default=None, help="YAML configuration file")
+
+    call = sub.add_parser("call", help="place a test call and print one JSON line per turn")
+    call.add_argument("--url", default="ws://127.0.0.1:8765")
+    call.add_argument("--scenario", default=None)
+    call.add_argument("--encoding", default="pcm16", choices=("pcm16", "mulaw", "alaw"))
+    call.add_argument("--rate", type=int, default=16000, choices=(8000, 16000))
+    call.add_argument("--wav", action=_TurnAction, help="a caller turn from a WAV file")
+    call.add_argument("--text", action=_TurnAction, help="a caller turn spoken by espeak-ng")
+    call.add_argument("--dtmf", action=_TurnAction, help="a caller turn typed on the keypad")
+    call.add_argument("--out", type=Path, default=None, help="save all bot audio to this WAV")
+    call.add_argument("--pause-ms", type=int, default=400,
+                      help="caller's pause after the bot stops speaking")
+    call.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.app import load_app, run_server
+    from server.config import load_config
+
+    config = load_config(args.config, overrides={"host": args.host, "port": args.port,
+                                                 "log_level": args.log_level})
+    _configure_logging(config.log_level)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    app = load_app(config)
+    runner(run_server(app))
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from server.client import CallOptions, run_call
+
+    _configure_logging(args.log_level or "WARNING")
+    turns = getattr(args, "turns", None) or []
+    options = CallOptions(url=args.url, scenario=args.scenario, encoding=args.encoding,
+                          sample_rate_hz=args.rate, pause_ms=args.pause_ms,
+                          turn_timeout_s=args.timeout_s)
+    return run_call(turns, options, out=args.out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"serve": _serve, "call": _call}[args.command](args)
+    except VoicebotError as exc:
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

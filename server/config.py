@@ -1,0 +1,128 @@
+"""Server configuration: defaults < YAML config file < environment < CLI flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voicebot.engines.registry import ENGINE_NAMES
+from voicebot.errors import ConfigError
+
+__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Which engine of each kind, with per-kind options (see voicebot.engines.registry)."""
+
+    vad: str = "silero"
+    asr: str = "pocketsphinx"
+    nlu: str = "minilm"
+    tts: str = "espeak"
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def names(self) -> dict[str, str]:
+        return {"vad": self.vad, "asr": self.asr, "nlu": self.nlu, "tts": self.tts}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    scenarios_dir: Path = REPO_ROOT / "scenarios"
+    default_scenario: str = "bank_card"
+    models_dir: Path = REPO_ROOT / "models" / "cache"
+    worker_threads: int = 2
+    engine_threads: int = 1
+    max_message_bytes: int = 64 * 1024
+    max_calls: int = 64
+    log_level: str = "INFO"
+    engines: EngineConfig = field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range 0..65535")
+        for name in ("worker_threads", "engine_threads", "max_message_bytes", "max_calls"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        for kind, name in self.engines.names().items():
+            if name not in ENGINE_NAMES[kind]:
+                known = ", ".join(ENGINE_NAMES[kind])
+                raise ConfigError(f"unknown {kind} engine {name!r}; known: {known}")
+
+
+_PATHS = ("scenarios_dir", "models_dir")
+_INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "max_calls")
+
+
+def _coerce(key: str, value: Any, base: Path) -> Any:
+    if key in _PATHS:
+        path = Path(str(value)).expanduser()
+        return path if path.is_absolute() else base / path
+    if key in _INTS:
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key} must be a whole number, not {value!r}") from exc
+    return str(value) if key != "engines" else value
+
+
+def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path) -> ServerConfig:
+    known = {f.name for f in fields(ServerConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown configuration key {key!r}")
+        if key == "engines":
+            if not isinstance(value, Mapping):
+                raise ConfigError("'engines' must be a mapping")
+            try:
+                changes[key] = replace(config.engines, **value)
+            except TypeError as exc:
+                raise ConfigError(f"bad 'engines' section: {exc}") from exc
+        else:
+            changes[key] = _coerce(key, value, base)
+    return replace(config, **changes)
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerConfig:
+    """Build the configuration: defaults, then ``path`` (YAML), env, then ``overrides``.
+
+    Environment: ``VOICEBOT_HOST``, ``VOICEBOT_PORT``, ``VOICEBOT_MODELS_DIR``,
+    ``VOICEBOT_LOG_LEVEL``.
+    """
+    env = os.environ if env is None else env
+    config = ServerConfig()
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: the configuration must be a mapping")
+        config = _from_mapping(config, data, Path(path).resolve().parent)
+    from_env = {
+        key: env[var]
+        for key, var in (
+            ("host", "VOICEBOT_HOST"),
+            ("port", "VOICEBOT_PORT"),
+            ("models_dir", "VOICEBOT_MODELS_DIR"),
+            ("log_level", "VOICEBOT_LOG_LEVEL"),
+        )
+        if env.get(var)
+    }
+    config = _from_mapping(config, from_env, Path.cwd())
+    return _from_mapping(config, {k: v for k, v in (overrides or {}).items() if v is not None},
+                         Path.cwd())

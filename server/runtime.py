@@ -1,0 +1,265 @@
+"""Carries out a Session's commands for one websocket call.
+
+The reader loop feeds client frames to the session and runs the VAD inline
+(it must be answered in order, and it backpressures a client that sends
+faster than real time).  ASR, NLU and TTS jobs go to per-call lanes: bounded
+queues, each drained in order by one task that runs the blocking job on the
+engine executor the server owns.  Results go back into the session and its
+new commands are carried out in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from server import webhook
+from voicebot import protocol as p
+from voicebot.commands import (
+    CallWebhook,
+    CancelReply,
+    CancelTranscription,
+    CloseConnection,
+    Command,
+    DetectSpeech,
+    FeedTranscription,
+    FinishTranscription,
+    ReplyStarted,
+    SendAudio,
+    SendText,
+    StartTranscription,
+    Synthesize,
+    Understand,
+)
+from voicebot.engines.base import Transcript
+from voicebot.jobs import CallJobs
+from voicebot.session import Session
+
+__all__ = ["CallRuntime"]
+
+log = logging.getLogger(__name__)
+turn_log = logging.getLogger("voicebot.turns")
+
+T = TypeVar("T")
+_LANE_DEPTH = 512  # jobs; ~16 s of 32 ms ASR feeds before the reader waits
+
+
+class _Lane:
+    """One bounded queue of jobs drained in order by one task."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queue: asyncio.Queue[tuple[Any, Callable[[], Awaitable[None]]]] = asyncio.Queue(
+            _LANE_DEPTH
+        )
+        self.dropped: set[Any] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._drain(), name=f"lane-{self.name}")
+
+    async def put(self, tag: Any, job: Callable[[], Awaitable[None]]) -> None:
+        await self.queue.put((tag, job))
+
+    async def _drain(self) -> None:
+        while True:
+            tag, job = await self.queue.get()
+            if tag not in self.dropped:
+                await job()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+class CallRuntime:
+    """Runs one call: websocket ⇄ Session ⇄ engine jobs."""
+
+    def __init__(
+        self, ws: ServerConnection, session: Session, jobs: CallJobs, executor: Executor
+    ) -> None:
+        self._ws = ws
+        self._session = session
+        self._jobs = jobs
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        self._asr, self._nlu, self._tts = _Lane("asr"), _Lane("nlu"), _Lane("tts")
+        self._cancelled_replies: set[int] = set()
+        self._closing = False
+        self._input_end = 0.0  # wall time the caller's last input ended (speech or key)
+        self._timings: dict[str, float] = {}
+        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            SendText: self._send_text,
+            SendAudio: self._send_audio,
+            CloseConnection: self._close,
+            DetectSpeech: self._detect,
+            StartTranscription: self._asr_job,
+            FeedTranscription: self._asr_job,
+            FinishTranscription: self._finish,
+            CancelTranscription: self._asr_job,
+            Understand: self._understand,
+            Synthesize: self._synthesize,
+            CancelReply: self._cancel_reply,
+            CallWebhook: self._webhook,
+            ReplyStarted: self._reply_started,
+        }
+
+    async def run(self) -> None:
+        for lane in (self._asr, self._nlu, self._tts):
+            lane.start()
+        try:
+            async for message in self._ws:
+                self._input_end = self._loop.time()
+                if isinstance(message, str):
+                    await self.execute(self._session.receive_text(message))
+                else:
+                    await self.execute(self._session.receive_bytes(message))
+                if self._closing:
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            await self.execute(self._session.connection_lost())
+            for lane in (self._asr, self._nlu, self._tts):
+                await lane.stop()
+            await self._run(self._jobs.close)
+
+    async def execute(self, commands: list[Command]) -> None:
+        for command in commands:
+            await self._handlers[type(command)](command)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._loop.run_in_executor(self._executor, fn, *args)
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send_text(self, command: SendText) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(command.text)
+
+    async def _send_audio(self, command: SendAudio) -> None:
+        if command.reply in self._cancelled_replies:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(command.data)
+
+    async def _close(self, command: CloseConnection) -> None:
+        self._closing = True
+        await self._ws.close(command.code, command.reason)
+
+    # ------------------------------------------------------------------ engine jobs
+
+    async def _detect(self, command: DetectSpeech) -> None:
+        try:
+            probabilities = await self._run(self._jobs.detect, command.pcm)
+        except Exception:
+            log.exception("call %s: VAD failed; treating audio as silence", self._session.call_id)
+            probabilities = np.zeros(len(command.pcm) // 512, dtype=np.float32)
+        await self.execute(self._session.speech_probabilities(command.pcm, probabilities))
+
+    async def _asr_job(
+        self, command: StartTranscription | FeedTranscription | CancelTranscription
+    ) -> None:
+        jobs = self._jobs
+        if isinstance(command, StartTranscription):
+            args: tuple[Any, ...] = (jobs.start_transcription, command.utterance,
+                                     command.domain, command.pcm)
+        elif isinstance(command, FeedTranscription):
+            args = (jobs.feed_transcription, command.utterance, command.pcm)
+        else:
+            args = (jobs.cancel_transcription, command.utterance)
+
+        async def job() -> None:
+            try:
+                await self._run(*args)
+            except Exception:
+                log.exception("call %s: ASR job failed", self._session.call_id)
+
+        await self._asr.put(command.utterance, job)
+
+    async def _finish(self, command: FinishTranscription) -> None:
+        self._input_end = self._loop.time() - command.endpoint_delay_ms / 1000.0
+
+        async def job() -> None:
+            started = time.perf_counter()
+            try:
+                transcript = await self._run(self._jobs.finish_transcription, command.utterance)
+            except Exception:
+                log.exception("call %s: ASR failed", self._session.call_id)
+                await self._report("speech recognition failed for this utterance")
+                transcript = Transcript("")
+            self._timings["asr_ms"] = (time.perf_counter() - started) * 1000
+            await self.execute(self._session.transcribed(command.utterance, transcript))
+
+        await self._asr.put(command.utterance, job)
+
+    async def _understand(self, command: Understand) -> None:
+        async def job() -> None:
+            started = time.perf_counter()
+            try:
+                result = await self._run(self._jobs.understand, command.text, command.domain)
+                intent, entities = result.intent, result.entities
+            except Exception:
+                log.exception("call %s: NLU failed", self._session.call_id)
+                await self._report("understanding failed for this turn")
+                intent, entities = None, {}
+            self._timings["nlu_ms"] = (time.perf_counter() - started) * 1000
+            await self.execute(self._session.understood(command.turn, intent, entities))
+
+        await self._nlu.put(command.turn, job)
+
+    async def _synthesize(self, command: Synthesize) -> None:
+        async def job() -> None:
+            started = time.perf_counter()
+            try:
+                pcm = await self._run(self._jobs.synthesize, command.text, command.sample_rate_hz)
+            except Exception:
+                log.exception("call %s: TTS failed", self._session.call_id)
+                await self._report("speech synthesis failed for a sentence")
+                pcm = np.zeros(0, dtype=np.int16)
+            if command.index == 0:
+                self._timings["tts_first_ms"] = (time.perf_counter() - started) * 1000
+            await self.execute(self._session.synthesized(command.reply, command.index, pcm))
+
+        await self._tts.put(command.reply, job)
+
+    async def _cancel_reply(self, command: CancelReply) -> None:
+        self._cancelled_replies.add(command.reply)
+        self._tts.dropped.add(command.reply)
+
+    async def _webhook(self, command: CallWebhook) -> None:
+        async def call() -> None:
+            data, error = await webhook.post_json(
+                command.url, command.payload, timeout_s=command.timeout_ms / 1000
+            )
+            await self.execute(self._session.webhook_result(command.request_id, data, error))
+
+        asyncio.create_task(call(), name=f"webhook-{command.request_id}")  # noqa: RUF006
+
+    async def _report(self, message: str) -> None:
+        event = p.ErrorEvent(p.CloseCode.INTERNAL_ERROR, message, fatal=False)
+        await self._send_text(SendText(p.encode_server_event(event)))
+
+    # ------------------------------------------------------------------ turn log
+
+    async def _reply_started(self, command: ReplyStarted) -> None:
+        latency_ms = (self._loop.time() - self._input_end) * 1000
+        timings = " ".join(f"{k}={v:.0f}" for k, v in self._timings.items())
+        self._timings = {}
+        turn_log.info(
+            "call=%s turn=%d state=%s intent=%s confidence=%.2f latency_ms=%.0f %s "
+            "transcript=%r reply=%r",
+            self._session.call_id, command.turn, command.state, command.intent,
+            command.confidence, latency_ms, timings, command.transcript, command.text,
+        )

@@ -1,0 +1,67 @@
+"""A real ``voicebot serve`` subprocess on a free port, with the default offline engines."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = dict(os.environ, VOICEBOT_PORT=str(port), VOICEBOT_LOG_LEVEL="INFO")
+    env.setdefault("VOICEBOT_MODELS_DIR", str(REPO / "models" / "cache"))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve"], cwd=REPO, env=env,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 300  # first run builds the NLU model
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"server exited early:\n{log_path.read_text()}")
+                try:
+                    if http_status(f"http://127.0.0.1:{port}/readyz") == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server not ready:\n{log_path.read_text()}")
+                time.sleep(0.2)
+            yield f"ws://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            print(log_path.read_text()[-4000:])

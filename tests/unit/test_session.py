@@ -1,0 +1,216 @@
+"""The Session state machine driven by fake engines (no sockets, no clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from voicebot import protocol as p
+from voicebot.commands import CloseConnection
+from voicebot.testing import SessionDriver, tone
+
+START = p.Start(call_id="t1", encoding="pcm16", sample_rate_hz=16000, scenario="bank_card")
+
+Make = Callable[..., SessionDriver]
+
+
+def _answer_greeting(d: SessionDriver) -> None:
+    d.text(START)
+    d.silence(6000)  # the greeting plays out (fake TTS: 40 ms per character)
+
+
+def _speak(d: SessionDriver, ms: int = 800) -> None:
+    d.audio_in(tone(ms))
+    d.silence(700)
+
+
+def _wait_reply(d: SessionDriver, max_ms: int = 15000) -> None:
+    """Stream silence until the bot's current reply has finished playing."""
+    ends = len(d.of_type(p.BotSpeechEnd))
+    for _ in range(max_ms // 100):
+        if len(d.of_type(p.BotSpeechEnd)) > ends or d.close is not None:
+            return
+        d.silence(100)
+
+
+def test_start_sends_ready_and_greeting(make_driver: Make) -> None:
+    d = make_driver()
+    d.text(START)
+    ready = d.of_type(p.Ready)[0]
+    assert (ready.call_id, ready.scenario, ready.sample_rate_hz) == ("t1", "bank_card", 16000)
+    assert d.of_type(p.BotSpeechStart)[0].text.startswith("Hello, thank you for calling")
+    assert d.audio and all(len(frame) <= 640 for frame in d.audio)
+    assert d.replies[0].turn == 0
+    assert not d.of_type(p.BotSpeechEnd)  # no caller time has passed: still playing
+    d.silence(6000)
+    assert d.of_type(p.BotSpeechEnd)[0].interrupted is False
+
+
+def test_lost_card_flow_to_hangup(make_driver: Make) -> None:
+    d = make_driver("I lost my card", "yes", "goodbye")
+    _answer_greeting(d)
+    _speak(d)
+    assert d.of_type(p.TranscriptEvent)[-1].text == "I lost my card"
+    assert d.of_type(p.IntentEvent)[-1].intent == "lost_card"
+    assert "Shall I block it now?" in d.of_type(p.BotSpeechStart)[-1].text
+    _wait_reply(d)
+    _speak(d, 400)
+    assert d.of_type(p.IntentEvent)[-1].entities == {"yes_no": True}
+    assert d.of_type(p.BotSpeechStart)[-1].text.startswith("Your card is now blocked.")
+    _wait_reply(d)
+    _speak(d, 500)
+    assert d.of_type(p.IntentEvent)[-1].intent == "goodbye"
+    _wait_reply(d)
+    assert d.of_type(p.Hangup)[-1].reason == "completed"
+    assert d.close == CloseConnection(1000, "hangup")
+    assert [r.turn for r in d.replies] == [0, 1, 2, 3]
+
+
+def test_operator_transfers(make_driver: Make) -> None:
+    d = make_driver("I want to speak to an agent")
+    _answer_greeting(d)
+    _speak(d)
+    _wait_reply(d)
+    assert d.of_type(p.Transfer)[-1].target == "card_services_agents"
+    assert d.close is not None and d.close.code == 1000
+
+
+def test_balance_with_dtmf_digits(make_driver: Make) -> None:
+    d = make_driver("what is my balance")
+    _answer_greeting(d)
+    _speak(d)
+    assert "last four digits" in d.of_type(p.BotSpeechStart)[-1].text
+    _wait_reply(d)
+    d.text(p.Dtmf("42"))
+    d.text(p.Dtmf("17"))
+    intent = d.of_type(p.IntentEvent)[-1]
+    assert (intent.source, intent.entities["digits"]) == ("dtmf", "4217")
+    assert "1,250.40 dollars" in d.of_type(p.BotSpeechStart)[-1].text
+
+
+def test_unknown_card_reads_not_found(make_driver: Make) -> None:
+    d = make_driver("check my balance")
+    _answer_greeting(d)
+    _speak(d)
+    _wait_reply(d)
+    d.text(p.Dtmf("1111#"))
+    assert "could not find a card ending in 1111" in d.of_type(p.BotSpeechStart)[-1].text
+
+
+def test_unknown_intent_reprompts_twice_then_transfers(make_driver: Make) -> None:
+    d = make_driver("purple elephants", "banana bread", "quantum physics")
+    _answer_greeting(d)
+    for expected in ("Sorry, I did not catch that.", "Sorry, I did not catch that."):
+        _speak(d)
+        assert d.of_type(p.IntentEvent)[-1].intent == "fallback"
+        assert d.of_type(p.BotSpeechStart)[-1].text.startswith(expected)
+        _wait_reply(d)
+    _speak(d)
+    _wait_reply(d)
+    assert d.of_type(p.Transfer)
+
+
+def test_barge_in_clears_and_cancels(make_driver: Make) -> None:
+    d = make_driver("I lost my card")
+    d.text(START)
+    d.silence(1000)  # the greeting is playing
+    d.audio_in(tone(600))
+    clear = d.of_type(p.Clear)
+    assert len(clear) == 1 and clear[0].reply == 1
+    end = d.of_type(p.BotSpeechEnd)[-1]
+    assert end.interrupted and end.reply == 1
+    assert 1 in d.cancelled_replies
+    d.silence(700)
+    # The interrupting utterance is the caller's turn.
+    assert d.of_type(p.IntentEvent)[-1].intent == "lost_card"
+
+
+def test_cough_does_not_interrupt(make_driver: Make) -> None:
+    d = make_driver("ahem")
+    d.text(START)
+    d.silence(1000)
+    d.audio_in(tone(230))
+    d.silence(700)
+    assert not d.of_type(p.Clear)
+    assert not d.of_type(p.TranscriptEvent)  # cancelled, not transcribed
+
+
+def test_no_input_timeout_reprompts(make_driver: Make) -> None:
+    d = make_driver()
+    _answer_greeting(d)
+    d.silence(8200)
+    assert d.of_type(p.BotSpeechStart)[-1].text.startswith("Sorry, I did not catch that.")
+
+
+def test_mulaw_8k_call(make_driver: Make) -> None:
+    d = make_driver("goodbye")
+    d.text(p.Start(call_id="m", encoding="mulaw", sample_rate_hz=8000))
+    assert all(len(frame) <= 160 for frame in d.audio)
+    d.silence(6000, encoding="mulaw", sample_rate_hz=8000)
+    d.audio_in(tone(800, sample_rate_hz=8000), encoding="mulaw", sample_rate_hz=8000)
+    for _ in range(100):
+        if d.close:
+            break
+        d.silence(100, encoding="mulaw", sample_rate_hz=8000)
+    assert d.of_type(p.Hangup)
+
+
+def _start_twice(d: SessionDriver) -> None:
+    d.text(START)
+    d.text(START)
+
+
+def test_protocol_errors_close_with_codes(make_driver: Make) -> None:
+    cases: list[tuple[Callable[[SessionDriver], object], int]] = [
+        (lambda d: d.run(d.session.receive_bytes(b"\0" * 640)), 4409),
+        (lambda d: d.text("{not json"), 4400),
+        (lambda d: d.text('{"type":"start","call_id":"x","encoding":"opus",'
+                          '"sample_rate_hz":16000}'), 4415),
+        (lambda d: d.text('{"type":"start","call_id":"x","encoding":"pcm16",'
+                          '"sample_rate_hz":44100}'), 4415),
+        (lambda d: d.text(p.Start(call_id="x", encoding="pcm16", sample_rate_hz=16000,
+                                  scenario="nope")), 4404),
+        (lambda d: d.text('{"type":"start","version":9,"call_id":"x","encoding":"pcm16",'
+                          '"sample_rate_hz":16000}'), 4406),
+        (lambda d: d.text(p.Dtmf("1")), 4409),
+        (_start_twice, 4409),
+        (lambda d: d.text('{"type":"dance"}'), 4400),
+    ]
+    for act, code in cases:
+        d = make_driver()
+        act(d)
+        assert d.close is not None and d.close.code == code, (code, d.close)
+        assert d.of_type(p.ErrorEvent)[-1].fatal
+        # A closed session ignores anything that still arrives.
+        d.run(d.session.receive_bytes(b"\0" * 640))
+        assert len(d.of_type(p.ErrorEvent)) == 1
+
+
+def test_odd_audio_frame_is_reported_not_fatal(make_driver: Make) -> None:
+    d = make_driver()
+    d.text(START)
+    d.run(d.session.receive_bytes(b"\0" * 641))
+    error = d.of_type(p.ErrorEvent)[-1]
+    assert not error.fatal and d.close is None
+    d.silence(100)  # the call goes on
+
+
+def test_stop_and_connection_lost_release_asr(make_driver: Make) -> None:
+    d = make_driver()
+    _answer_greeting(d)
+    d.audio_in(tone(500))  # utterance open, ASR stream open
+    d.run(d.session.connection_lost())
+    assert d.jobs._asr == {}
+    d2 = make_driver()
+    d2.text(START)
+    d2.text(p.Stop())
+    assert d2.close == CloseConnection(1000, "caller_hangup")
+
+
+def test_clock_is_audio_time_only(make_driver: Make) -> None:
+    d = make_driver()
+    d.text(START)
+    assert d.session.now_ms == 0
+    d.audio_in(np.zeros(16000, dtype=np.int16))
+    assert d.session.now_ms == 1000

@@ -1,0 +1,167 @@
+"""Commands a :class:`voicebot.session.Session` returns for its runtime to carry out.
+
+The session never does I/O or runs a model: it returns these frozen records.
+The runtime sends the messages, runs each engine job and feeds the result back
+through the session method named in the command's docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from voicebot.engines.base import Pcm
+
+__all__ = [
+    "CallWebhook",
+    "CancelReply",
+    "CancelTranscription",
+    "CloseConnection",
+    "Command",
+    "DetectSpeech",
+    "FeedTranscription",
+    "FinishTranscription",
+    "ReplyStarted",
+    "SendAudio",
+    "SendText",
+    "StartTranscription",
+    "Synthesize",
+    "Understand",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SendText:
+    """Send a JSON control frame."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendAudio:
+    """Send a binary audio frame of ``reply`` (already in the call's encoding).
+
+    A runtime drops frames of a reply it was told to cancel.
+    """
+
+    reply: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConnection:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DetectSpeech:
+    """Run the VAD on whole windows; answer with ``Session.speech_probabilities``.
+
+    Must be answered in order, before the next audio frame is given to the session.
+    """
+
+    pcm: Pcm
+
+
+@dataclass(frozen=True, slots=True)
+class StartTranscription:
+    utterance: int
+    domain: str
+    pcm: Pcm
+
+
+@dataclass(frozen=True, slots=True)
+class FeedTranscription:
+    utterance: int
+    pcm: Pcm
+
+
+@dataclass(frozen=True, slots=True)
+class FinishTranscription:
+    """End of the utterance: answer with ``Session.transcribed``.
+
+    ``endpoint_delay_ms`` is how long ago (in audio time) the caller stopped
+    speaking: the runtime subtracts it to time the turn from the end of speech.
+    """
+
+    utterance: int
+    endpoint_delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTranscription:
+    utterance: int
+
+
+@dataclass(frozen=True, slots=True)
+class Understand:
+    """Classify intent and extract entities; answer with ``Session.understood``."""
+
+    turn: int
+    text: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Synthesize:
+    """Synthesize one sentence at ``sample_rate_hz``; answer with ``Session.synthesized``.
+
+    Jobs of one reply must run in ``index`` order.
+    """
+
+    reply: int
+    index: int
+    text: str
+    sample_rate_hz: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply:
+    """Drop the queued synthesis jobs of ``reply`` (barge-in, hang-up)."""
+
+    reply: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallWebhook:
+    """POST ``payload`` as JSON; answer with ``Session.webhook_result``."""
+
+    request_id: int
+    url: str
+    payload: Mapping[str, Any]
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    """The first audio frame of ``reply`` is about to be sent (for turn logs and metrics).
+
+    ``turn`` is the caller turn it answers (0 for the greeting).
+    """
+
+    reply: int
+    turn: int
+    transcript: str
+    intent: str | None
+    confidence: float
+    state: str
+    text: str
+
+
+Command: TypeAlias = (
+    SendText
+    | SendAudio
+    | CloseConnection
+    | DetectSpeech
+    | StartTranscription
+    | FeedTranscription
+    | FinishTranscription
+    | CancelTranscription
+    | Understand
+    | Synthesize
+    | CancelReply
+    | CallWebhook
+    | ReplyStarted
+)

@@ -1,0 +1,295 @@
+"""The dialog interpreter: a pure state machine over a :class:`Scenario`.
+
+Inputs are the caller's understood turns (:class:`UserInput`), webhook results
+and no-input timeouts; outputs are prompts to speak, webhook requests to make,
+and the end of the call (transfer or hang-up).  It does no I/O and reads no
+clock, so it is driven the same way by the server, tests and tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from voicebot.dialog.scenario import (
+    Action,
+    Ask,
+    ClearSlot,
+    Hangup,
+    Lookup,
+    Say,
+    Scenario,
+    SetSlot,
+    SlotSpec,
+    State,
+    Transfer,
+    Webhook,
+)
+from voicebot.engines.base import EntityValue
+from voicebot.errors import DialogError
+
+__all__ = [
+    "DialogEngine",
+    "DialogOutput",
+    "EndCall",
+    "Prompt",
+    "UserInput",
+    "WebhookRequest",
+    "slot_value",
+]
+
+log = logging.getLogger(__name__)
+
+_MAX_STEPS = 200  # transitions without waiting for the caller: a scenario loop
+
+
+@dataclass(frozen=True, slots=True)
+class UserInput:
+    """One understood caller turn (speech or keypad), or a no-input timeout."""
+
+    text: str = ""
+    intent: str | None = None
+    confidence: float = 0.0
+    entities: Mapping[str, EntityValue] = field(default_factory=dict)
+    source: Literal["speech", "dtmf", "no_input"] = "speech"
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    request_id: int
+    url: str
+    payload: Mapping[str, Any]
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    kind: Literal["transfer", "hangup"]
+    detail: str
+
+
+DialogOutput = Prompt | WebhookRequest | EndCall
+
+
+def slot_value(spec: SlotSpec, user: UserInput) -> EntityValue | None:
+    """The value ``user`` gives for slot ``spec``, or None when it gives none valid."""
+    if spec.type == "digits":
+        digits = user.entities.get("digits")
+        if isinstance(digits, str) and (spec.length is None or len(digits) == spec.length):
+            return digits
+        return None
+    if spec.type == "number":
+        number = user.entities.get("number")
+        if not isinstance(number, int) or isinstance(number, bool):
+            return None
+        if spec.min_value is not None and number < spec.min_value:
+            return None
+        if spec.max_value is not None and number > spec.max_value:
+            return None
+        return number
+    if spec.type == "yes_no":
+        answer = user.entities.get("yes_no")
+        return answer if isinstance(answer, bool) else None
+    return user.text.strip() or None
+
+
+class _Formatter(string.Formatter):
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        head, *rest = field_name.split(".")
+        value: Any = kwargs.get(head, "")
+        for part in rest:
+            value = value.get(part, "") if isinstance(value, Mapping) else ""
+        return value, head
+
+
+_FORMATTER = _Formatter()
+
+
+class DialogEngine:
+    """Runs one call's dialog; one instance per call."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.state: State = scenario.states[scenario.start]
+        self.slots: dict[str, EntityValue] = {}
+        self.values: dict[str, Mapping[str, Any]] = {}
+        self.finished = False
+        self.retries = 0
+        self._pc = 0
+        self._waiting: Literal["slot", "intent", "webhook"] | None = None
+        self._webhook_id = 0
+        self._carry: Mapping[str, EntityValue] = {}
+
+    @property
+    def listening(self) -> bool:
+        """True while the dialog waits for the caller."""
+        return self._waiting in ("slot", "intent")
+
+    @property
+    def expected_slot(self) -> SlotSpec | None:
+        if self._waiting != "slot":
+            return None
+        action = self.state.actions[self._pc]
+        assert isinstance(action, Ask)
+        return self.scenario.slots[action.slot]
+
+    def start(self) -> list[DialogOutput]:
+        return self._enter(self.scenario.start)
+
+    def render(self, text: str) -> str:
+        return _FORMATTER.vformat(text, (), {**self.values, **self.slots})
+
+    # ------------------------------------------------------------------ inputs
+
+    def handle(self, user: UserInput) -> list[DialogOutput]:
+        """The caller said (or keyed) something, or stayed silent too long."""
+        if self.finished or not self.listening:
+            return []
+        spec = self.expected_slot
+        if spec is not None:
+            value = slot_value(spec, user)
+            if value is not None:
+                self.slots[spec.name] = value
+                self.retries = 0
+                self._waiting = None
+                self._pc += 1
+                return self._run()
+        else:
+            target = self._accepted(user, self.state.on)
+            if target is not None:
+                self._carry = user.entities
+                return self._enter(target)
+        target = self._accepted(user, self.scenario.global_on)
+        if target is not None:
+            self._carry = user.entities
+            return self._enter(target)
+        return self._retry(spec)
+
+    def webhook_result(
+        self, request_id: int, data: Mapping[str, Any] | None, error: str | None
+    ) -> list[DialogOutput]:
+        if self._waiting != "webhook" or request_id != self._webhook_id:
+            return []  # stale answer of a timed-out or abandoned request
+        action = self.state.actions[self._pc]
+        assert isinstance(action, Webhook)
+        self._waiting = None
+        if error is not None:
+            log.warning("webhook %s failed: %s", action.url, error)
+            if action.on_error is not None:
+                return self._enter(action.on_error)
+            data = {}
+        self.values[action.into] = dict(data or {})
+        self._pc += 1
+        return self._run()
+
+    # ------------------------------------------------------------------ machinery
+
+    def _accepted(self, user: UserInput, table: Mapping[str, str]) -> str | None:
+        if user.intent is None or user.confidence < self.scenario.settings.nlu_threshold:
+            return None
+        return table.get(user.intent)
+
+    def _retry(self, spec: SlotSpec | None) -> list[DialogOutput]:
+        self.retries += 1
+        if self.retries <= self.scenario.settings.max_retries:
+            if spec is not None:
+                return [Prompt(self.render(spec.reprompt))]
+            fallback = self.state.fallback
+            text = fallback.reprompt if fallback and fallback.reprompt else None
+            return [Prompt(self.render(text or "Sorry, I did not understand that."))]
+        target = (self.state.fallback.then if self.state.fallback else None) or (
+            self.scenario.settings.fallback_state
+        )
+        if target is None:
+            self.finished = True
+            return [EndCall("hangup", "no_match")]
+        return self._enter(target)
+
+    def _enter(self, name: str) -> list[DialogOutput]:
+        self.state = self.scenario.states[name]
+        self._pc = 0
+        self.retries = 0
+        self._waiting = None
+        return self._run()
+
+    def _run(self) -> list[DialogOutput]:
+        out: list[DialogOutput] = []
+        for _ in range(_MAX_STEPS):
+            while self._pc < len(self.state.actions):
+                action = self.state.actions[self._pc]
+                jump = self._do(action, out)
+                if self._waiting is not None or self.finished:
+                    return out
+                if jump is not None:
+                    self._set_state(jump)
+                    break
+                self._pc += 1
+            else:
+                nxt = self._after_actions()
+                if nxt is None:
+                    return out
+                self._set_state(nxt)
+        self.finished = True
+        raise DialogError(f"scenario {self.scenario.name} loops without waiting for the caller")
+
+    def _set_state(self, name: str) -> None:
+        self.state = self.scenario.states[name]
+        self._pc = 0
+        self.retries = 0
+
+    def _after_actions(self) -> str | None:
+        state = self.state
+        if state.on:
+            self._waiting = "intent"
+            self._carry = {}
+            return None
+        for branch in state.branch:
+            if branch.when is None or self.slots.get(branch.when.slot) == branch.when.equals:
+                return branch.goto
+        return state.next
+
+    def _do(self, action: Action, out: list[DialogOutput]) -> str | None:
+        """Run one action; returns a state to jump to, or None to go on."""
+        if isinstance(action, Say):
+            out.append(Prompt(self.render(action.text)))
+        elif isinstance(action, Ask):
+            if action.slot in self.slots:
+                return None
+            spec = self.scenario.slots[action.slot]
+            carried = slot_value(spec, UserInput(entities=self._carry))
+            if carried is not None and spec.type in ("digits", "number"):
+                self.slots[spec.name] = carried
+                return None
+            out.append(Prompt(self.render(spec.prompt)))
+            self._waiting = "slot"
+        elif isinstance(action, SetSlot):
+            self.slots[action.slot] = self.render(action.value)
+        elif isinstance(action, ClearSlot):
+            self.slots.pop(action.slot, None)
+        elif isinstance(action, Lookup):
+            key = self.render(action.key)
+            row = self.scenario.tables[action.table].rows.get(key)
+            if row is None and action.missing is not None:
+                return action.missing
+            self.values[action.into] = row or {}
+        elif isinstance(action, Webhook):
+            self._webhook_id += 1
+            payload = {"scenario": self.scenario.name, "state": self.state.name,
+                       "slots": dict(self.slots)}
+            out.append(WebhookRequest(self._webhook_id, action.url, payload, action.timeout_ms))
+            self._waiting = "webhook"
+        elif isinstance(action, Transfer):
+            out.append(EndCall("transfer", action.target))
+            self.finished = True
+        elif isinstance(action, Hangup):
+            out.append(EndCall("hangup", action.reason))
+            self.finished = True
+        return None

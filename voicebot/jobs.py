@@ -1,0 +1,113 @@
+"""The one seam where engines run: blocking job functions over an :class:`EngineSet`.
+
+The session returns commands; the runtime (``server/``) turns engine commands
+into calls of :class:`CallJobs` methods on threads it owns.  Nothing here
+creates a thread or reads configuration; every method runs to completion and
+returns a finished result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from voicebot.audio.resample import resample
+from voicebot.engines.base import (
+    EntityValue,
+    IntentClassifier,
+    IntentResult,
+    Pcm,
+    SpeechDetector,
+    Synthesizer,
+    Transcriber,
+    Transcript,
+    TranscriptionStream,
+)
+from voicebot.nlu.entities import extract_entities
+
+__all__ = ["CallJobs", "EngineSet", "Understanding"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    intent: IntentResult | None
+    entities: Mapping[str, EntityValue]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSet:
+    """The models one worker uses, shared by all its calls."""
+
+    detector: SpeechDetector
+    transcriber: Transcriber
+    classifier: IntentClassifier
+    synthesizer: Synthesizer
+
+    def prepare_domain(self, *, name: str, intents: Mapping[str, Sequence[str]],
+                       phrases: Sequence[str]) -> None:
+        """Scenario load: bias the ASR and train the intent classifier."""
+        self.transcriber.prepare_domain(name=name, phrases=phrases)
+        self.classifier.train(domain=name, examples=intents)
+
+    def warm_up(self, *, domain: str) -> None:
+        """Run every engine once so the first call does not pay lazy initialisation."""
+        stream = self.detector.open_stream()
+        stream.probabilities(np.zeros(self.detector.window_samples, dtype=np.int16))
+        asr = self.transcriber.open_stream(domain=domain)
+        asr.feed(np.zeros(self.transcriber.sample_rate_hz // 10, dtype=np.int16))
+        asr.finish()
+        self.classifier.classify("hello", domain=domain)
+        self.synthesizer.synthesize("Hello.")
+
+
+class CallJobs:
+    """Per-call engine state (VAD state, open ASR streams) and the blocking jobs."""
+
+    def __init__(self, engines: EngineSet) -> None:
+        self._engines = engines
+        self._vad = engines.detector.open_stream()
+        self._asr: dict[int, TranscriptionStream] = {}
+
+    def detect(self, pcm: Pcm) -> npt.NDArray[np.float32]:
+        return self._vad.probabilities(pcm)
+
+    def start_transcription(self, utterance: int, domain: str, pcm: Pcm) -> None:
+        stream = self._engines.transcriber.open_stream(domain=domain)
+        self._asr[utterance] = stream
+        stream.feed(pcm)
+
+    def feed_transcription(self, utterance: int, pcm: Pcm) -> None:
+        stream = self._asr.get(utterance)
+        if stream is not None:
+            stream.feed(pcm)
+
+    def finish_transcription(self, utterance: int) -> Transcript:
+        stream = self._asr.pop(utterance, None)
+        return stream.finish() if stream is not None else Transcript("")
+
+    def cancel_transcription(self, utterance: int) -> None:
+        stream = self._asr.pop(utterance, None)
+        if stream is not None:
+            stream.cancel()
+
+    def understand(self, text: str, domain: str) -> Understanding:
+        intent = self._engines.classifier.classify(text, domain=domain)
+        return Understanding(intent, extract_entities(text))
+
+    def synthesize(self, text: str, sample_rate_hz: int) -> Pcm:
+        synth = self._engines.synthesizer
+        pcm = synth.synthesize(text)
+        if synth.sample_rate_hz == sample_rate_hz or not len(pcm):
+            return pcm
+        return resample(pcm, in_rate_hz=synth.sample_rate_hz, out_rate_hz=sample_rate_hz)
+
+    def close(self) -> None:
+        """Release every open ASR stream (their decoders go back to the engine)."""
+        for utterance in list(self._asr):
+            self.cancel_transcription(utterance)

@@ -1,0 +1,3 @@
+"""Voice activity detection: the Silero detector and the pure endpointing state machine."""
+
+__all__: list[str] = []

@@ -1,0 +1,155 @@
+"""Silero VAD (v6) on onnxruntime, streaming.
+
+The ONNX model is the one faster-whisper ships
+(``faster_whisper/assets/silero_vad_v6.onnx``).  It is fed exactly as
+``faster_whisper.vad.SileroVADModel`` feeds it, made incremental:
+
+* audio is float32 in [-1, 1) at 16 kHz, cut into 512-sample windows;
+* each window is prefixed with the last 64 samples of the previous window
+  (zeros before the first one), giving ``input`` rows of 576 samples;
+* ``input`` is ``[n_windows, 576]``: the model runs its LSTM over the rows in
+  order, carrying ``h`` and ``c`` (each ``[1, 1, 128]``) from row to row and
+  returning them as ``hn`` / ``cn`` with one probability per row.
+
+A :class:`SileroStream` keeps ``h``, ``c`` and the 64-sample context between
+calls, so any split of the audio into calls gives the same probabilities.
+The ORT session is loaded once per :class:`SileroSpeechDetector` and shared by
+all its streams (``InferenceSession.run`` is thread-safe); a stream belongs to
+one call and is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voicebot.engines.base import Pcm
+from voicebot.errors import ConfigError, EngineError, EngineUnavailableError
+
+__all__ = ["SileroSpeechDetector", "SileroStream", "default_model_path"]
+
+logger = logging.getLogger(__name__)
+
+_SAMPLE_RATE_HZ = 16_000
+_WINDOW_SAMPLES = 512
+_CONTEXT_SAMPLES = 64
+_STATE_SHAPE = (1, 1, 128)
+_MODEL_FILE = "silero_vad_v6.onnx"
+
+
+def default_model_path() -> Path:
+    """The Silero v6 ONNX file inside the installed faster-whisper package.
+
+    Located without importing faster-whisper (which would pull in ctranslate2).
+    """
+    spec = importlib.util.find_spec("faster_whisper")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineUnavailableError(
+            "faster-whisper is not installed: it ships the Silero VAD model; "
+            "install it or pass model_path"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "assets" / _MODEL_FILE
+        if path.is_file():
+            return path
+    raise EngineUnavailableError(f"faster-whisper does not ship assets/{_MODEL_FILE}")
+
+
+class SileroStream:
+    """Per-call Silero state: the LSTM ``h``/``c`` and the last 64 samples."""
+
+    __slots__ = ("_c", "_context", "_h", "_session")
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._h = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._c = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._context = np.zeros(_CONTEXT_SAMPLES, dtype=np.float32)
+
+    def probabilities(self, pcm: Pcm) -> npt.NDArray[np.float32]:
+        """Speech probability of each 512-sample window of ``pcm`` (16 kHz).
+
+        Continues the stream: the state left by the previous call is used.
+        """
+        samples = np.asarray(pcm)
+        if samples.ndim != 1 or samples.size % _WINDOW_SAMPLES:
+            raise ValueError(
+                f"pcm must be 1-D with a multiple of {_WINDOW_SAMPLES} samples, "
+                f"got shape {samples.shape}"
+            )
+        if samples.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        windows = (samples.astype(np.float32) / 32768.0).reshape(-1, _WINDOW_SAMPLES)
+        contexts = np.empty((windows.shape[0], _CONTEXT_SAMPLES), dtype=np.float32)
+        contexts[0] = self._context
+        contexts[1:] = windows[:-1, -_CONTEXT_SAMPLES:]
+        batch = np.concatenate((contexts, windows), axis=1)
+        try:
+            probs, h, c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        except Exception as exc:  # onnxruntime raises its own exception classes
+            raise EngineError(f"Silero VAD inference failed: {exc}") from exc
+        self._h, self._c = h, c
+        self._context = windows[-1, -_CONTEXT_SAMPLES:].copy()
+        return np.asarray(probs, dtype=np.float32).reshape(-1)
+
+    def reset(self) -> None:
+        """Forget the state (start of a new call)."""
+        self._h = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._c = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._context = np.zeros(_CONTEXT_SAMPLES, dtype=np.float32)
+
+
+class SileroSpeechDetector:
+    """:class:`voicebot.engines.base.SpeechDetector` on Silero VAD v6 (16 kHz, 512 samples)."""
+
+    def __init__(self, *, model_path: Path | str | None = None, threads: int = 1) -> None:
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        path = Path(model_path) if model_path is not None else default_model_path()
+        if not path.is_file():
+            raise EngineUnavailableError(f"Silero VAD model not found: {path}")
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EngineUnavailableError("onnxruntime is not installed") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise EngineError(f"cannot load the Silero VAD model {path}: {exc}") from exc
+        self._model_path = path
+        self._threads = threads
+        logger.info("loaded Silero VAD from %s (threads=%d)", path, threads)
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return _SAMPLE_RATE_HZ
+
+    @property
+    def window_samples(self) -> int:
+        return _WINDOW_SAMPLES
+
+    @property
+    def model_path(self) -> Path:
+        return self._model_path
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def open_stream(self) -> SileroStream:
+        """A fresh stream (zero state) for one call."""
+        return SileroStream(self._session)
