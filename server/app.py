@@ -101,9 +101,7 @@ def load_app(config: ServerConfig) -> App:
     }
     engines = build_engine_set(config.engines.names(), options)
     for scenario in scenarios.values():
-        engines.prepare_domain(
-            name=scenario.name, intents=scenario.intents, phrases=scenario.phrases()
-        )
+        engines.prepare(scenario)
     engines.warm_up(domain=config.default_scenario)
     executor = ThreadPoolExecutor(config.worker_threads, thread_name_prefix="voicebot-engine")
     session_config = SessionConfig(

@@ -57,11 +57,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(level: str) -> None:
+    """voicebot's own loggers at ``level``; third-party libraries at WARNING
+    (onnxruntime's quantizer, for one, logs every tensor at INFO on the root)."""
     logging.basicConfig(
-        level=level.upper(),
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in ("voicebot", "server"):
+        logging.getLogger(name).setLevel(level.upper())
 
 
 def _serve(args: argparse.Namespace) -> int:

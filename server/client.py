@@ -32,6 +32,7 @@ __all__ = ["CallOptions", "CallerTurn", "TurnReport", "load_wav", "place_call", 
 
 log = logging.getLogger(__name__)
 _FRAME_MS = 20
+_END_GRACE_S = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +156,13 @@ async def _await_reply(listener: _Listener, report: TurnReport, timeout_s: float
     """Fill ``report`` until the bot's reply ends; False when the call is over."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
+    reply_done = False
     while True:
         try:
             _, event = await asyncio.wait_for(listener.events.get(), deadline - loop.time())
         except TimeoutError:
+            if reply_done:
+                return True
             report.end = "timeout"
             return False
         if event is None:
@@ -171,7 +175,9 @@ async def _await_reply(listener: _Listener, report: TurnReport, timeout_s: float
         elif isinstance(event, p.BotSpeechStart):
             report.bot_text = event.text
         elif isinstance(event, p.BotSpeechEnd) and not event.interrupted:
-            return True
+            # A transfer or hang-up follows the last reply at once: look briefly.
+            reply_done = True
+            deadline = loop.time() + _END_GRACE_S
         elif isinstance(event, p.Transfer | p.Hangup):
             detail = event.target if isinstance(event, p.Transfer) else event.reason
             report.end = f"{event.type}:{detail}"
@@ -222,7 +228,8 @@ async def place_call(
                 reports.append(report)
             if alive:
                 await asyncio.sleep(max(0.0, listener.playout_end - loop.time()))
-                await ws.send(p.encode_client_message(p.Stop()))
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(p.encode_client_message(p.Stop()))
         finally:
             for task in tasks:
                 task.cancel()

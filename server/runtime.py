@@ -120,8 +120,8 @@ class CallRuntime:
             lane.start()
         try:
             async for message in self._ws:
-                self._input_end = self._loop.time()
                 if isinstance(message, str):
+                    self._input_end = self._loop.time()  # start, dtmf: the turn's input
                     await self.execute(self._session.receive_text(message))
                 else:
                     await self.execute(self._session.receive_bytes(message))

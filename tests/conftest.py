@@ -28,9 +28,7 @@ def make_driver(bank_card: Scenario) -> Callable[..., SessionDriver]:
 
     def make(*transcripts: str) -> SessionDriver:
         engines, _ = fake_engines(*transcripts)
-        engines.prepare_domain(
-            name=bank_card.name, intents=bank_card.intents, phrases=bank_card.phrases()
-        )
+        engines.prepare(bank_card)
         session = Session(scenarios={bank_card.name: bank_card}, config=SessionConfig())
         return SessionDriver(session, CallJobs(engines))
 

@@ -9,13 +9,14 @@ returns a finished result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from voicebot.audio.resample import resample
+from voicebot.dialog.scenario import Scenario
 from voicebot.engines.base import (
     EntityValue,
     IntentClassifier,
@@ -49,21 +50,30 @@ class EngineSet:
     classifier: IntentClassifier
     synthesizer: Synthesizer
 
-    def prepare_domain(self, *, name: str, intents: Mapping[str, Sequence[str]],
-                       phrases: Sequence[str]) -> None:
-        """Scenario load: bias the ASR and train the intent classifier."""
-        self.transcriber.prepare_domain(name=name, phrases=phrases)
-        self.classifier.train(domain=name, examples=intents)
+    def prepare(self, scenario: Scenario) -> None:
+        """Scenario load: bias the ASR (one domain per listening context) and train the NLU."""
+        for name, phrases in scenario.asr_domains().items():
+            self.transcriber.prepare_domain(name=name, phrases=phrases)
+        self.classifier.train(domain=scenario.name, examples=scenario.intents)
 
-    def warm_up(self, *, domain: str) -> None:
-        """Run every engine once so the first call does not pay lazy initialisation."""
+    def warm_up(self, *, domain: str, phrase: str = "Hello, I would like to help.") -> None:
+        """Run every engine once so the first call does not pay lazy initialisation.
+
+        The ASR hears real speech (``phrase``, synthesized): recognizers that
+        adapt their feature normalisation must not start from digital silence.
+        """
+        speech = self.synthesizer.synthesize(phrase)
+        rate = self.transcriber.sample_rate_hz
+        if self.synthesizer.sample_rate_hz != rate and len(speech):
+            speech = resample(speech, in_rate_hz=self.synthesizer.sample_rate_hz,
+                              out_rate_hz=rate)
+        window = self.detector.window_samples
         stream = self.detector.open_stream()
-        stream.probabilities(np.zeros(self.detector.window_samples, dtype=np.int16))
+        stream.probabilities(np.zeros(window, dtype=np.int16))
         asr = self.transcriber.open_stream(domain=domain)
-        asr.feed(np.zeros(self.transcriber.sample_rate_hz // 10, dtype=np.int16))
+        asr.feed(speech)
         asr.finish()
-        self.classifier.classify("hello", domain=domain)
-        self.synthesizer.synthesize("Hello.")
+        self.classifier.classify(phrase, domain=domain)
 
 
 class CallJobs:

@@ -319,7 +319,9 @@ class Session:
         self._utterance_barged = False
         self._pausing = False
         self._listen_since_ms = None
-        out: list[Command] = [StartTranscription(self._utterance, self._scenario.name, event.audio)]
+        spec = self._dialog.expected_slot if self._dialog is not None else None
+        domain = self._scenario.asr_domain(spec.type if spec is not None else None)
+        out: list[Command] = [StartTranscription(self._utterance, domain, event.audio)]
         return out + self._maybe_barge_in()
 
     def _on_speech_audio(self, event: SpeechAudio) -> list[Command]:

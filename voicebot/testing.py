@@ -113,6 +113,7 @@ class FakeTranscriber:
     def __init__(self, texts: Iterable[str] = ()) -> None:
         self._texts: deque[str] = deque(texts)
         self.domains: dict[str, list[str]] = {}
+        self.opened: list[str | None] = []
         self.cancelled = 0
 
     @property
@@ -131,6 +132,7 @@ class FakeTranscriber:
     def open_stream(self, *, domain: str | None = None) -> _ScriptedStream:
         if domain is not None and domain not in self.domains:
             raise EngineError(f"unknown ASR domain {domain!r}")
+        self.opened.append(domain)
         return _ScriptedStream(self)
 
 

@@ -44,16 +44,13 @@ def test_health(server_url: str) -> None:
 async def test_every_intent_completes(server_url: str) -> None:
     lost, balance, operator, goodbye = await asyncio.gather(
         _call(server_url, "I lost my card", "yes", "goodbye"),
-        _call(server_url, "what is my balance", "four two one seven", "goodbye",
-              encoding="mulaw", rate=8000),
+        _call(server_url, "what is my balance", "four two one seven", "goodbye"),
         _call(server_url, "I want to speak to an agent"),
         _call(server_url, "goodbye", encoding="alaw", rate=8000),
     )
     assert lost[0].bot_text is not None and lost[0].bot_text.startswith("Hello")
     assert lost[0].latency_ms is not None
-    assert [r.intent for r in lost[1:]] == ["lost_card", "fallback", "goodbye"] or [
-        r.intent for r in lost[1:]
-    ][::2] == ["lost_card", "goodbye"]
+    assert (lost[1].intent, lost[3].intent) == ("lost_card", "goodbye")
     assert "blocked" in (lost[2].bot_text or "")
     assert lost[-1].end == "hangup:completed"
 
@@ -71,7 +68,9 @@ async def test_every_intent_completes(server_url: str) -> None:
 
 
 async def test_dtmf_fills_digits(server_url: str) -> None:
-    reports = await _call(server_url, "check my balance", "#9031#", "goodbye")
+    # Telephony audio: 8 kHz mu-law; the card digits come from the keypad.
+    reports = await _call(server_url, "check my balance", "#9031#", "goodbye",
+                          encoding="mulaw", rate=8000)
     assert reports[2].intent == "dtmf"
     assert "87.15" in (reports[2].bot_text or "")
 
@@ -152,7 +151,7 @@ async def test_bad_input_never_harms_another_call(server_url: str) -> None:
     assert ws.transport is not None
     ws.transport.abort()
     reports = await good
-    assert [r.intent for r in reports[1:]][0] == "lost_card"
+    assert reports[1].intent == "lost_card"
     assert "not blocked" in (reports[2].bot_text or "")
     assert reports[-1].end == "hangup:completed"
     assert http_status(server_url.replace("ws://", "http://") + "/healthz") == 200

@@ -8,7 +8,7 @@ import numpy as np
 
 from voicebot import protocol as p
 from voicebot.commands import CloseConnection
-from voicebot.testing import SessionDriver, tone
+from voicebot.testing import FakeTranscriber, SessionDriver, tone
 
 START = p.Start(call_id="t1", encoding="pcm16", sample_rate_hz=16000, scenario="bank_card")
 
@@ -87,6 +87,19 @@ def test_balance_with_dtmf_digits(make_driver: Make) -> None:
     intent = d.of_type(p.IntentEvent)[-1]
     assert (intent.source, intent.entities["digits"]) == ("dtmf", "4217")
     assert "1,250.40 dollars" in d.of_type(p.BotSpeechStart)[-1].text
+
+
+def test_slot_questions_listen_with_the_slot_domain(make_driver: Make) -> None:
+    d = make_driver("what is my balance", "four two one seven", "I lost my card", "yes")
+    _answer_greeting(d)
+    for _ in range(4):
+        _speak(d)
+        _wait_reply(d)
+    asr = d.jobs._engines.transcriber
+    assert isinstance(asr, FakeTranscriber)
+    assert asr.opened == ["bank_card", "bank_card/digits", "bank_card", "bank_card/yes_no"]
+    assert set(asr.domains) == {"bank_card", "bank_card/digits", "bank_card/yes_no"}
+    assert "agent" in " ".join(asr.domains["bank_card/digits"])  # global intents still heard
 
 
 def test_unknown_card_reads_not_found(make_driver: Make) -> None:

@@ -167,9 +167,27 @@ class Scenario:
     def phrases(self) -> list[str]:
         """Every phrase a caller may say here: intent examples plus answers to slots."""
         out = [p for examples in self.intents.values() for p in examples]
-        for slot in self.slots.values():
-            out.extend(_SLOT_PHRASES.get(slot.type, ()))
+        for kind in sorted({slot.type for slot in self.slots.values()}):
+            out.extend(_SLOT_PHRASES.get(kind, ()))
         return out
+
+    def asr_domain(self, slot_type: str | None = None) -> str:
+        """The ASR domain to listen with while the dialog expects ``slot_type``.
+
+        Answers to a digits, number or yes/no question get a recognizer biased
+        to such answers (plus the global intents, so "an agent please" still
+        works); anything else uses the whole scenario's domain.
+        """
+        return f"{self.name}/{slot_type}" if slot_type in _SLOT_PHRASES else self.name
+
+    def asr_domains(self) -> dict[str, list[str]]:
+        """Every ASR domain of this scenario with the phrases that bias it."""
+        domains = {self.name: self.phrases()}
+        anywhere = [p for intent in self.global_on for p in self.intents.get(intent, ())]
+        for kind in sorted({slot.type for slot in self.slots.values()}):
+            if kind in _SLOT_PHRASES:
+                domains[self.asr_domain(kind)] = [*_SLOT_PHRASES[kind], *anywhere]
+        return domains
 
 
 _SLOT_PHRASES: dict[str, tuple[str, ...]] = {

@@ -42,7 +42,7 @@ def _minilm(o: EngineOptions) -> Any:
 
     quantized = bool(o.options.get("quantized", True))
     embedder = MiniLmEmbedder.from_cache(o.models_dir, quantized=quantized, threads=o.threads)
-    return EmbeddingIntentClassifier(embedder)
+    return EmbeddingIntentClassifier(embedder=embedder)
 
 
 def _espeak(o: EngineOptions) -> Any:
