@@ -7,8 +7,10 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
 SERVER_CPU ?= 0
+CLIENT_CPU ?= 1
+BENCH_PORT ?= 8790
 
-.PHONY: serve test lint typecheck unit install demo clean
+.PHONY: serve test lint typecheck unit install demo bench-calls clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,13 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+## make bench-calls: server pinned to CPU 0, the bench client to CPU 1; writes docs/benchmarks/.
+bench-calls: $(STAMP)
+	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --port $(BENCH_PORT) & pid=$$!; \
+	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
+	taskset -c $(CLIENT_CPU) $(VENV)/bin/voicebot bench calls --url ws://127.0.0.1:$(BENCH_PORT) \
+		--server-pid $$pid; rc=$$?; kill $$pid; wait $$pid; exit $$rc
 
 ## make demo: the lost-card call against a running `make serve`.
 demo: $(STAMP)

@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--pause-ms", type=int, default=400,
                       help="caller's pause after the bot stops speaking")
     call.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
+    bench = sub.add_parser("bench", help="benchmarks against a running server")
+    bench.add_argument("what", choices=("calls",), help="calls: turn latency and intent accuracy")
+    bench.add_argument("--url", default="ws://127.0.0.1:8765")
+    bench.add_argument("--repeat", type=int, default=2, help="rounds of the demo calls")
+    bench.add_argument("--server-pid", type=int, default=None, help="to report its pinning")
+    bench.add_argument("--out-dir", type=Path, default=Path("docs/benchmarks"))
     return parser
 
 
@@ -97,10 +103,19 @@ def _call(args: argparse.Namespace) -> int:
     return run_call(turns, options, out=args.out)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from server.bench import run_bench
+
+    _configure_logging(args.log_level or "WARNING")
+    run_bench(url=args.url, repeat=args.repeat, out_dir=args.out_dir,
+              server_pid=args.server_pid)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"serve": _serve, "call": _call}[args.command](args)
+        return {"serve": _serve, "call": _call, "bench": _bench}[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2

@@ -11,13 +11,10 @@ import pytest
 import soxr
 import yaml
 
+from voicebot.engines.arpa import build_arpa, normalize_phrase
 from voicebot.engines.base import Pcm, Transcriber, Transcript
 from voicebot.engines.espeak_tts import EspeakSynthesizer
-from voicebot.engines.pocketsphinx_asr import (
-    PocketsphinxTranscriber,
-    build_arpa,
-    normalize_phrase,
-)
+from voicebot.engines.pocketsphinx_asr import PocketsphinxTranscriber
 from voicebot.errors import EngineError
 
 __all__: list[str] = []
