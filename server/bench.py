@@ -20,7 +20,7 @@ from typing import Any
 
 from server.client import CallerTurn, CallOptions, TurnReport, place_call, prepare_turns
 
-__all__ = ["DEMO_CALLS", "PHRASINGS", "run_bench"]
+__all__ = ["DEMO_CALLS", "OUT_OF_DOMAIN", "PHRASINGS", "run_bench"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,16 @@ PHRASINGS: tuple[tuple[str, str], ...] = (
     ("nothing else bye", "goodbye"),
     ("okay goodbye then", "goodbye"),
     ("I'm all done thanks", "goodbye"),
+)
+
+# Out-of-domain caller speech: should end as "fallback" (a reprompt), never an intent.
+OUT_OF_DOMAIN: tuple[tuple[str, str], ...] = (
+    ("what's the weather like in Paris", "fallback"),
+    ("my dog likes pizza", "fallback"),
+    ("I would like to order a taxi", "fallback"),
+    ("play some music for me", "fallback"),
+    ("how far away is the moon", "fallback"),
+    ("can you recommend a good restaurant", "fallback"),
 )
 
 
@@ -129,7 +139,8 @@ async def _latency(url: str, repeat: int, audio: Audio) -> dict[str, Any]:
     }
 
 
-async def _accuracy(url: str, audio: Audio, concurrency: int) -> dict[str, Any]:
+async def _accuracy(url: str, audio: Audio, concurrency: int,
+                    cases: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     gate = asyncio.Semaphore(concurrency)
     rows: list[dict[str, Any]] = []
 
@@ -141,7 +152,7 @@ async def _accuracy(url: str, audio: Audio, concurrency: int) -> dict[str, Any]:
                      "intent": got.intent, "confidence": got.confidence,
                      "correct": got.intent == expected})
 
-    await asyncio.gather(*(one(t, e) for t, e in PHRASINGS))
+    await asyncio.gather(*(one(t, e) for t, e in cases))
     correct = sum(r["correct"] for r in rows)
     return {"audio": audio.label, "correct": correct, "total": len(rows),
             "accuracy": correct / len(rows), "rows": rows}
@@ -154,7 +165,9 @@ def run_bench(*, url: str, repeat: int, out_dir: Path, server_pid: int | None,
     async def main() -> dict[str, Any]:
         return {
             "latency": [await _latency(url, repeat, wide)],
-            "accuracy": [await _accuracy(url, a, concurrency) for a in (wide, narrow)],
+            "accuracy": [await _accuracy(url, a, concurrency, PHRASINGS) for a in (wide, narrow)],
+            "out_of_domain": [await _accuracy(url, a, concurrency, OUT_OF_DOMAIN)
+                              for a in (wide, narrow)],
         }
 
     results = asyncio.run(main())
@@ -194,7 +207,11 @@ def _markdown(r: dict[str, Any]) -> str:
               "| audio | correct | accuracy |", "|---|---|---|"]
     lines += [f"| {a['audio']} | {a['correct']}/{a['total']} | {a['accuracy']:.0%} |"
               for a in r["accuracy"]]
-    for a in r["accuracy"]:
+    lines += ["", "Out-of-domain speech that correctly fell to `fallback`:", "",
+              "| audio | rejected | rate |", "|---|---|---|"]
+    lines += [f"| {a['audio']} | {a['correct']}/{a['total']} | {a['accuracy']:.0%} |"
+              for a in r["out_of_domain"]]
+    for a in (*r["accuracy"], *r["out_of_domain"]):
         lines += ["", f"Misses ({a['audio']}):", ""]
         misses = [f"- \"{row['text']}\" → heard \"{row['transcript']}\", {row['intent']} "
                   f"(meant {row['expected']})" for row in a["rows"] if not row["correct"]]

@@ -63,24 +63,37 @@ class _Lane:
         )
         self.dropped: set[Any] = set()
         self.task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._busy = False
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._drain(), name=f"lane-{self.name}")
 
     async def put(self, tag: Any, job: Callable[[], Awaitable[None]]) -> None:
-        await self.queue.put((tag, job))
+        if not self._closing:
+            await self.queue.put((tag, job))
 
     async def _drain(self) -> None:
-        while True:
+        while not self._closing:
             tag, job = await self.queue.get()
-            if tag not in self.dropped:
+            if self._closing or tag in self.dropped:
+                continue
+            self._busy = True
+            try:
                 await job()
+            finally:
+                self._busy = False
 
     async def stop(self) -> None:
-        if self.task is not None:
+        """Drop what is queued; let a job already on a worker thread finish first,
+        so no engine stream is released while a thread still uses it."""
+        self._closing = True
+        if self.task is None:
+            return
+        if not self._busy:
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 class CallRuntime:

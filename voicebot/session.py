@@ -286,6 +286,7 @@ class Session:
     def _on_dtmf(self, message: p.Dtmf) -> list[Command]:
         assert self._dialog is not None
         out = self._barge_in() if self._bot_speaking() else []
+        self._listen_since_ms = self.now_ms  # a caller typing is not a silent caller
         self._dtmf += message.digits
         spec = self._dialog.expected_slot
         digits = digits_from_dtmf(self._dtmf)
@@ -460,7 +461,8 @@ class Session:
         out = self._release()
         self.closed = True
         error = p.ErrorEvent(exc.close_code, str(exc), True)
-        close = CloseConnection(exc.close_code, str(exc)[:120])
+        reason = str(exc).encode()[:120].decode(errors="ignore")  # close reasons: ≤ 123 bytes
+        close = CloseConnection(exc.close_code, reason)
         return [*out, SendText(p.encode_server_event(error)), close]
 
 

@@ -173,6 +173,10 @@ class FakeSynthesizer:
     def sample_rate_hz(self) -> int:
         return 16_000
 
+    @property
+    def voice_id(self) -> str:
+        return f"fake-tone:{self._ms_per_char}ms"
+
     def synthesize(self, text: str) -> Pcm:
         self.spoken.append(text)
         return tone(len(text) * self._ms_per_char, frequency_hz=300.0)

@@ -200,6 +200,13 @@ def test_protocol_errors_close_with_codes(make_driver: Make) -> None:
         assert len(d.of_type(p.ErrorEvent)) == 1
 
 
+def test_close_reason_fits_the_websocket_limit(make_driver: Make) -> None:
+    d = make_driver()
+    d.text(p.Start(call_id="x", encoding="pcm16", sample_rate_hz=16000, scenario="ü" * 100))
+    assert d.close is not None and d.close.code == 4404
+    assert len(d.close.reason.encode()) <= 123
+
+
 def test_odd_audio_frame_is_reported_not_fatal(make_driver: Make) -> None:
     d = make_driver()
     d.text(START)

@@ -132,4 +132,9 @@ class Synthesizer(Protocol):
     @property
     def sample_rate_hz(self) -> int: ...
 
+    @property
+    def voice_id(self) -> str:
+        """Identifies the voice and every setting that changes its audio (cache keys)."""
+        ...
+
     def synthesize(self, text: str) -> Pcm: ...

@@ -183,6 +183,11 @@ class EspeakSynthesizer:
         return self._voice
 
     @property
+    def voice_id(self) -> str:
+        pitch = "default" if self._pitch is None else self._pitch
+        return f"espeak-ng:{self._voice}:{self.rate_wpm}wpm:pitch-{pitch}"
+
+    @property
     def rate_wpm(self) -> int:
         return self._rate_wpm
 
