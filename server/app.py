@@ -108,6 +108,7 @@ def load_app(config: ServerConfig) -> App:
         default_scenario=config.default_scenario,
         asr_rate_hz=engines.transcriber.sample_rate_hz,
         vad_window_samples=engines.detector.window_samples,
+        speculative_asr_ms=config.speculative_asr_ms,
     )
     log.info(
         "engines vad=%s asr=%s nlu=%s tts=%s ready in %.1f s; scenarios: %s",

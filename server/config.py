@@ -43,6 +43,7 @@ class ServerConfig:
     engine_threads: int = 1
     max_message_bytes: int = 64 * 1024
     max_calls: int = 64
+    speculative_asr_ms: int = 0
     log_level: str = "INFO"
     engines: EngineConfig = field(default_factory=EngineConfig)
 
@@ -52,6 +53,8 @@ class ServerConfig:
         for name in ("worker_threads", "engine_threads", "max_message_bytes", "max_calls"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.speculative_asr_ms < 0:
+            raise ConfigError("speculative_asr_ms must be 0 (off) or positive")
         for kind, name in self.engines.names().items():
             if name not in ENGINE_NAMES[kind]:
                 known = ", ".join(ENGINE_NAMES[kind])
@@ -59,7 +62,8 @@ class ServerConfig:
 
 
 _PATHS = ("scenarios_dir", "models_dir")
-_INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "max_calls")
+_INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "max_calls",
+         "speculative_asr_ms")
 
 
 def _coerce(key: str, value: Any, base: Path) -> Any:

@@ -31,11 +31,13 @@ from voicebot.commands import (
     CloseConnection,
     Command,
     DetectSpeech,
+    DiscardSpeculation,
     FeedTranscription,
     FinishTranscription,
     ReplyStarted,
     SendAudio,
     SendText,
+    SpeculateTranscription,
     StartTranscription,
     Synthesize,
     Understand,
@@ -121,6 +123,8 @@ class CallRuntime:
             FeedTranscription: self._asr_job,
             FinishTranscription: self._finish,
             CancelTranscription: self._asr_job,
+            SpeculateTranscription: self._asr_job,
+            DiscardSpeculation: self._asr_job,
             Understand: self._understand,
             Synthesize: self._synthesize,
             CancelReply: self._cancel_reply,
@@ -182,7 +186,9 @@ class CallRuntime:
         await self.execute(self._session.speech_probabilities(command.pcm, probabilities))
 
     async def _asr_job(
-        self, command: StartTranscription | FeedTranscription | CancelTranscription
+        self,
+        command: StartTranscription | FeedTranscription | CancelTranscription
+        | SpeculateTranscription | DiscardSpeculation,
     ) -> None:
         jobs = self._jobs
         if isinstance(command, StartTranscription):
@@ -190,6 +196,10 @@ class CallRuntime:
                                      command.domain, command.pcm)
         elif isinstance(command, FeedTranscription):
             args = (jobs.feed_transcription, command.utterance, command.pcm)
+        elif isinstance(command, SpeculateTranscription):
+            args = (jobs.speculate_transcription, command.utterance)
+        elif isinstance(command, DiscardSpeculation):
+            args = (jobs.discard_speculation, command.utterance)
         else:
             args = (jobs.cancel_transcription, command.utterance)
 

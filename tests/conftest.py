@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,10 +27,10 @@ def bank_card() -> Scenario:
 def make_driver(bank_card: Scenario) -> Callable[..., SessionDriver]:
     """``make_driver("I lost my card", "yes")``: a fake-engine call with scripted ASR."""
 
-    def make(*transcripts: str) -> SessionDriver:
+    def make(*transcripts: str, **config: Any) -> SessionDriver:
         engines, _ = fake_engines(*transcripts)
         engines.prepare(bank_card)
-        session = Session(scenarios={bank_card.name: bank_card}, config=SessionConfig())
+        session = Session(scenarios={bank_card.name: bank_card}, config=SessionConfig(**config))
         return SessionDriver(session, CallJobs(engines))
 
     return make

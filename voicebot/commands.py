@@ -20,11 +20,13 @@ __all__ = [
     "CloseConnection",
     "Command",
     "DetectSpeech",
+    "DiscardSpeculation",
     "FeedTranscription",
     "FinishTranscription",
     "ReplyStarted",
     "SendAudio",
     "SendText",
+    "SpeculateTranscription",
     "StartTranscription",
     "Synthesize",
     "Understand",
@@ -96,6 +98,23 @@ class CancelTranscription:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeculateTranscription:
+    """The caller fell silent: transcribe the utterance so far, ahead of the endpoint.
+
+    The result is kept for ``FinishTranscription`` unless ``DiscardSpeculation`` comes first.
+    """
+
+    utterance: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardSpeculation:
+    """Speech resumed after a speculation: the speculative result is stale."""
+
+    utterance: int
+
+
+@dataclass(frozen=True, slots=True)
 class Understand:
     """Classify intent and extract entities; answer with ``Session.understood``."""
 
@@ -159,6 +178,8 @@ Command: TypeAlias = (
     | FeedTranscription
     | FinishTranscription
     | CancelTranscription
+    | SpeculateTranscription
+    | DiscardSpeculation
     | Understand
     | Synthesize
     | CancelReply

@@ -22,6 +22,7 @@ from voicebot.engines.base import (
     IntentClassifier,
     IntentResult,
     Pcm,
+    SpeculativeStream,
     SpeechDetector,
     Synthesizer,
     Transcriber,
@@ -83,6 +84,9 @@ class CallJobs:
         self._engines = engines
         self._vad = engines.detector.open_stream()
         self._asr: dict[int, TranscriptionStream] = {}
+        self._speculation: dict[int, Transcript] = {}
+        self.speculations_kept = 0
+        self.speculations_discarded = 0
 
     def detect(self, pcm: Pcm) -> npt.NDArray[np.float32]:
         return self._vad.probabilities(pcm)
@@ -97,11 +101,29 @@ class CallJobs:
         if stream is not None:
             stream.feed(pcm)
 
+    def speculate_transcription(self, utterance: int) -> None:
+        """Transcribe the utterance so far, if the stream can; kept for ``finish``."""
+        stream = self._asr.get(utterance)
+        if isinstance(stream, SpeculativeStream):
+            self._speculation[utterance] = stream.transcribe_so_far()
+
+    def discard_speculation(self, utterance: int) -> None:
+        if self._speculation.pop(utterance, None) is not None:
+            self.speculations_discarded += 1
+
     def finish_transcription(self, utterance: int) -> Transcript:
         stream = self._asr.pop(utterance, None)
+        speculative = self._speculation.pop(utterance, None)
+        if speculative is not None:
+            # The caller stayed silent since the speculation: its result stands.
+            self.speculations_kept += 1
+            if stream is not None:
+                stream.cancel()
+            return speculative
         return stream.finish() if stream is not None else Transcript("")
 
     def cancel_transcription(self, utterance: int) -> None:
+        self._speculation.pop(utterance, None)
         stream = self._asr.pop(utterance, None)
         if stream is not None:
             stream.cancel()

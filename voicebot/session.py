@@ -25,11 +25,13 @@ from voicebot.commands import (
     CloseConnection,
     Command,
     DetectSpeech,
+    DiscardSpeculation,
     FeedTranscription,
     FinishTranscription,
     ReplyStarted,
     SendAudio,
     SendText,
+    SpeculateTranscription,
     StartTranscription,
     Synthesize,
     Understand,
@@ -64,6 +66,8 @@ class SessionConfig:
     vad_window_samples: int = 512
     frame_ms: int = 20
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    speculative_asr_ms: int = 0
+    """Start the final ASR after this much silence, before the endpoint (0: off)."""
 
 
 @dataclass(slots=True)
@@ -108,6 +112,9 @@ class Session:
         self._utterance_open = False
         self._utterance_barged = False
         self._pausing = False
+        self._silence_start = 0
+        self._speculated = False
+        self._speculate_samples = config.speculative_asr_ms * config.asr_rate_hz // 1000
         self._turn = 0
         self._turns: dict[int, _Turn] = {0: _Turn()}
         self._reply_seq = 0
@@ -183,10 +190,15 @@ class Session:
                 out += self._on_speech_audio(event)
             elif isinstance(event, SpeechEnded):
                 out += self._on_speech_ended(event)
-            elif isinstance(event, SilenceStarted | SpeechResumed):
+            elif isinstance(event, SilenceStarted):
                 # Only voiced time counts towards barge-in, not the trailing pause.
-                self._pausing = isinstance(event, SilenceStarted)
-        return out
+                self._pausing, self._silence_start = True, event.at_sample
+            elif isinstance(event, SpeechResumed):
+                self._pausing = False
+                if self._speculated:
+                    self._speculated = False
+                    out.append(DiscardSpeculation(self._utterance))
+        return out + self._maybe_speculate()
 
     def transcribed(self, utterance: int, transcript: Transcript) -> list[Command]:
         if self.closed or self._scenario is None:
@@ -319,6 +331,7 @@ class Session:
         self._utterance_open = True
         self._utterance_barged = False
         self._pausing = False
+        self._speculated = False
         self._listen_since_ms = None
         spec = self._dialog.expected_slot if self._dialog is not None else None
         domain = self._scenario.asr_domain(spec.type if spec is not None else None)
@@ -341,6 +354,19 @@ class Session:
         delay = self._endpointer.samples_seen - event.end_sample
         delay_ms = delay * 1000 // self._config.asr_rate_hz
         return [FinishTranscription(self._utterance, delay_ms)]
+
+    def _maybe_speculate(self) -> list[Command]:
+        if (
+            not self._speculate_samples
+            or not self._utterance_open
+            or not self._pausing
+            or self._speculated
+            or self._endpointer is None
+            or self._endpointer.samples_seen - self._silence_start < self._speculate_samples
+        ):
+            return []
+        self._speculated = True
+        return [SpeculateTranscription(self._utterance)]
 
     def _maybe_barge_in(self) -> list[Command]:
         if (

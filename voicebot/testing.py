@@ -23,11 +23,13 @@ from voicebot.commands import (
     CloseConnection,
     Command,
     DetectSpeech,
+    DiscardSpeculation,
     FeedTranscription,
     FinishTranscription,
     ReplyStarted,
     SendAudio,
     SendText,
+    SpeculateTranscription,
     StartTranscription,
     Synthesize,
     Understand,
@@ -95,12 +97,20 @@ class _ScriptedStream:
     def __init__(self, owner: FakeTranscriber) -> None:
         self._owner = owner
         self._samples = 0
+        self._text: str | None = None
 
     def feed(self, pcm: Pcm) -> None:
         self._samples += len(pcm)
 
     def finish(self) -> Transcript:
-        text = self._owner.next_text()
+        return self.transcribe_so_far()
+
+    def transcribe_so_far(self) -> Transcript:
+        """Speculation takes this stream's scripted text; finish returns the same."""
+        if self._text is None:
+            self._text = self._owner.next_text()
+            self._owner.decodes += 1
+        text = self._text
         return Transcript(text, 1.0 if text else None, self._samples * 1000 // 16_000)
 
     def cancel(self) -> None:
@@ -115,6 +125,7 @@ class FakeTranscriber:
         self.domains: dict[str, list[str]] = {}
         self.opened: list[str | None] = []
         self.cancelled = 0
+        self.decodes = 0
 
     @property
     def sample_rate_hz(self) -> int:
@@ -197,6 +208,7 @@ class SessionDriver:
         self.cancelled_replies: list[int] = []
         self.webhooks: list[CallWebhook] = []
         self.replies: list[ReplyStarted] = []
+        self.speculations: list[int] = []
         self.close: CloseConnection | None = None
 
     def text(self, message: str | p.ClientMessage) -> None:
@@ -241,6 +253,11 @@ class SessionDriver:
             jobs.feed_transcription(c.utterance, c.pcm)
         elif isinstance(c, CancelTranscription):
             jobs.cancel_transcription(c.utterance)
+        elif isinstance(c, SpeculateTranscription):
+            self.speculations.append(c.utterance)
+            jobs.speculate_transcription(c.utterance)
+        elif isinstance(c, DiscardSpeculation):
+            jobs.discard_speculation(c.utterance)
         elif isinstance(c, FinishTranscription):
             return s.transcribed(c.utterance, jobs.finish_transcription(c.utterance))
         elif isinstance(c, Understand):

@@ -228,6 +228,36 @@ def test_stop_and_connection_lost_release_asr(make_driver: Make) -> None:
     assert d2.close == CloseConnection(1000, "caller_hangup")
 
 
+def test_speculative_asr_kept_when_caller_stays_silent(make_driver: Make) -> None:
+    d = make_driver("I lost my card", speculative_asr_ms=200)
+    _answer_greeting(d)
+    d.audio_in(tone(800))
+    d.silence(300)  # past 200 ms of silence, before the 500 ms endpoint
+    assert d.speculations == [1] and not d.of_type(p.TranscriptEvent)
+    d.silence(400)
+    assert d.jobs.speculations_kept == 1 and d.jobs.speculations_discarded == 0
+    assert d.of_type(p.IntentEvent)[-1].intent == "lost_card"
+
+
+def test_speculative_asr_discarded_when_speech_resumes(make_driver: Make) -> None:
+    d = make_driver("I lost my card", speculative_asr_ms=200)
+    _answer_greeting(d)
+    d.audio_in(tone(600))
+    d.silence(350)
+    d.audio_in(tone(400))  # "... my card": the caller goes on
+    d.silence(700)
+    assert d.speculations == [1, 1]
+    assert (d.jobs.speculations_discarded, d.jobs.speculations_kept) == (1, 1)
+    assert len(d.of_type(p.TranscriptEvent)) == 1
+
+
+def test_no_speculation_by_default(make_driver: Make) -> None:
+    d = make_driver("goodbye")
+    _answer_greeting(d)
+    _speak(d)
+    assert d.speculations == [] and d.of_type(p.IntentEvent)[-1].intent == "goodbye"
+
+
 def test_clock_is_audio_time_only(make_driver: Make) -> None:
     d = make_driver()
     d.text(START)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ __all__ = [
     "IntentClassifier",
     "IntentResult",
     "Pcm",
+    "SpeculativeStream",
     "SpeechDetector",
     "SpeechDetectorStream",
     "Synthesizer",
@@ -100,6 +101,19 @@ class TranscriptionStream(Protocol):
     def cancel(self) -> None:
         """Abandon the utterance and free its resources."""
         ...
+
+
+@runtime_checkable
+class SpeculativeStream(Protocol):
+    """A stream that can transcribe what it was fed so far without ending.
+
+    Used for speculative decoding: the final transcription starts when the
+    caller falls silent, before the endpoint; it is kept if the caller stays
+    silent and discarded if speech resumes.  Streams whose ``finish`` is cheap
+    anyway (incremental decoders) need not implement it.
+    """
+
+    def transcribe_so_far(self) -> Transcript: ...
 
 
 class Transcriber(Protocol):
