@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=2, help="rounds of the demo calls")
     bench.add_argument("--server-pid", type=int, default=None, help="to report its pinning")
     bench.add_argument("--out-dir", type=Path, default=Path("docs/benchmarks"))
+
+    from server.models_cli import register as register_models
+
+    register_models(sub)
     return parser
 
 
@@ -112,10 +116,18 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from server.models_cli import run as run_models
+
+    _configure_logging(args.log_level or "WARNING")
+    return run_models(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"serve": _serve, "call": _call, "bench": _bench}[args.command](args)
+        handlers = {"serve": _serve, "call": _call, "bench": _bench, "models": _models}
+        return handlers[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
