@@ -96,10 +96,13 @@ def load_app(config: ServerConfig) -> App:
             threads=config.engine_threads,
             models_dir=config.models_dir,
             options=dict(config.engines.options.get(kind, {})),
+            manifest=config.manifest,
         )
         for kind in ("vad", "asr", "nlu", "tts")
     }
-    engines = build_engine_set(config.engines.names(), options)
+    engines = build_engine_set(
+        config.engines.names(), options, prompt_cache_dir=config.models_dir / "prompt-cache"
+    )
     for scenario in scenarios.values():
         engines.prepare(scenario)
     engines.warm_up(domain=config.default_scenario)

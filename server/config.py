@@ -39,6 +39,7 @@ class ServerConfig:
     scenarios_dir: Path = REPO_ROOT / "scenarios"
     default_scenario: str = "bank_card"
     models_dir: Path = REPO_ROOT / "models" / "cache"
+    manifest: Path = REPO_ROOT / "models" / "manifest.yaml"
     worker_threads: int = 2
     engine_threads: int = 1
     max_message_bytes: int = 64 * 1024
@@ -61,7 +62,7 @@ class ServerConfig:
                 raise ConfigError(f"unknown {kind} engine {name!r}; known: {known}")
 
 
-_PATHS = ("scenarios_dir", "models_dir")
+_PATHS = ("scenarios_dir", "models_dir", "manifest")
 _INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "max_calls",
          "speculative_asr_ms")
 
@@ -78,6 +79,26 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
     return str(value) if key != "engines" else value
 
 
+_MODEL_KEYS = ("model", "voice", "model_path")
+
+
+def _resolve_model_paths(options: Any, base: Path) -> dict[str, dict[str, Any]]:
+    """Engine options naming a model by relative path are relative to the config file."""
+    if not isinstance(options, Mapping) or not all(
+        isinstance(v, Mapping) for v in options.values()
+    ):
+        raise ConfigError("'engines.options' must map an engine kind to a mapping of options")
+    resolved: dict[str, dict[str, Any]] = {}
+    for kind, opts in options.items():
+        resolved[kind] = dict(opts)
+        for key in _MODEL_KEYS:
+            value = opts.get(key)
+            if isinstance(value, str) and "/" in value and not value.startswith("synthetic:"):
+                path = Path(value).expanduser()
+                resolved[kind][key] = str(path if path.is_absolute() else base / path)
+    return resolved
+
+
 def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path) -> ServerConfig:
     known = {f.name for f in fields(ServerConfig)}
     changes: dict[str, Any] = {}
@@ -87,6 +108,9 @@ def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path) -> 
         if key == "engines":
             if not isinstance(value, Mapping):
                 raise ConfigError("'engines' must be a mapping")
+            value = dict(value)
+            if "options" in value:
+                value["options"] = _resolve_model_paths(value["options"], base)
             try:
                 changes[key] = replace(config.engines, **value)
             except TypeError as exc:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebot.audio.resample import resample
+from voicebot.dialog.engine import DEFAULT_REPROMPT
 from voicebot.dialog.scenario import Scenario
 from voicebot.engines.base import (
     EntityValue,
@@ -29,6 +30,7 @@ from voicebot.engines.base import (
     Transcript,
     TranscriptionStream,
 )
+from voicebot.engines.prompt_cache import CachingSynthesizer, static_prompt_sentences
 from voicebot.nlu.entities import extract_entities
 
 __all__ = ["CallJobs", "EngineSet", "Understanding"]
@@ -52,10 +54,16 @@ class EngineSet:
     synthesizer: Synthesizer
 
     def prepare(self, scenario: Scenario) -> None:
-        """Scenario load: bias the ASR (one domain per listening context) and train the NLU."""
+        """Scenario load: bias the ASR (one domain per listening context), train the NLU,
+        and pre-synthesize the scenario's static prompts when the TTS has a prompt cache."""
         for name, phrases in scenario.asr_domains().items():
             self.transcriber.prepare_domain(name=name, phrases=phrases)
         self.classifier.train(domain=scenario.name, examples=scenario.intents)
+        if isinstance(self.synthesizer, CachingSynthesizer):
+            texts = [*static_prompt_sentences(scenario), DEFAULT_REPROMPT]
+            made = self.synthesizer.warm(texts)
+            log.info("prompt cache for %s: %d sentences, %d synthesized now",
+                     scenario.name, len(texts), made)
 
     def warm_up(self, *, domain: str, phrase: str = "Hello, I would like to help.") -> None:
         """Run every engine once so the first call does not pay lazy initialisation.

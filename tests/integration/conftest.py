@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -33,15 +34,16 @@ def http_status(url: str) -> int:
         return exc.code
 
 
-@pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def running_server(log_dir: Path, *args: str) -> Iterator[str]:
+    """``voicebot serve ARGS`` on a free port until the block ends; yields its ws:// URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    log_path = log_dir / "server.log"
     env = dict(os.environ, VOICEBOT_PORT=str(port), VOICEBOT_LOG_LEVEL="INFO")
     env.setdefault("VOICEBOT_MODELS_DIR", str(REPO / "models" / "cache"))
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve"], cwd=REPO, env=env,
+            [sys.executable, "-m", "server", "serve", *args], cwd=REPO, env=env,
             stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -65,3 +67,10 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
             print(log_path.read_text()[-4000:])
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server with the offline default engines."""
+    with running_server(tmp_path_factory.mktemp("server")) as url:
+        yield url

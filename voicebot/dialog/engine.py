@@ -32,6 +32,7 @@ from voicebot.engines.base import EntityValue
 from voicebot.errors import DialogError
 
 __all__ = [
+    "DEFAULT_REPROMPT",
     "DialogEngine",
     "DialogOutput",
     "EndCall",
@@ -44,6 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MAX_STEPS = 200  # transitions without waiting for the caller: a scenario loop
+DEFAULT_REPROMPT = "Sorry, I did not understand that."
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +206,7 @@ class DialogEngine:
                 return [Prompt(self.render(spec.reprompt))]
             fallback = self.state.fallback
             text = fallback.reprompt if fallback and fallback.reprompt else None
-            return [Prompt(self.render(text or "Sorry, I did not understand that."))]
+            return [Prompt(self.render(text or DEFAULT_REPROMPT))]
         target = (self.state.fallback.then if self.state.fallback else None) or (
             self.scenario.settings.fallback_state
         )

@@ -12,16 +12,39 @@ from typing import Any
 from voicebot.errors import ConfigError, EngineUnavailableError
 from voicebot.jobs import EngineSet
 
-__all__ = ["ENGINE_NAMES", "EngineOptions", "build_engine", "build_engine_set"]
+__all__ = ["ENGINE_NAMES", "EngineOptions", "build_engine", "build_engine_set", "model_path"]
 
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    """What every factory gets: the thread budget, the models cache, its own options."""
+    """What every factory gets: the thread budget, the models cache, its own options.
+
+    ``manifest`` is the model manifest used to resolve model names to installed paths.
+    """
 
     threads: int = 1
     models_dir: Path = Path("models/cache")
     options: Mapping[str, Any] = field(default_factory=dict)
+    manifest: Path | None = None
+
+
+_SYNTHETIC = "synthetic:"
+
+
+def model_path(value: str | Path, o: EngineOptions) -> Path:
+    """A model named in config: a path, a manifest name installed in ``models_dir``,
+    or ``synthetic:whisper-base`` (built into ``models_dir/synthetic`` on first use)."""
+    text = str(value)
+    if text.startswith(_SYNTHETIC):
+        from voicebot.whisper.synthetic import build_synthetic_whisper
+
+        name = text[len(_SYNTHETIC):]
+        return build_synthetic_whisper(name, o.models_dir / "synthetic" / name)
+    from voicebot.modelhub.manifest import load_manifest
+    from voicebot.modelhub.store import resolve_model
+
+    manifest = load_manifest(o.manifest) if o.manifest is not None else None
+    return resolve_model(text, o.models_dir, manifest)
 
 
 def _silero(o: EngineOptions) -> Any:
@@ -34,6 +57,27 @@ def _pocketsphinx(o: EngineOptions) -> Any:
     from voicebot.engines.pocketsphinx_asr import PocketsphinxTranscriber
 
     return PocketsphinxTranscriber(**o.options)
+
+
+def _whisper(o: EngineOptions) -> Any:
+    from voicebot.engines.whisper_asr import WhisperTranscriber
+
+    options = dict(o.options)
+    model = model_path(options.pop("model", "whisper-base.en"), o)
+    return WhisperTranscriber(model=model, threads=o.threads, **options)
+
+
+def _piper(o: EngineOptions) -> Any:
+    from voicebot.engines.piper_tts import PiperSynthesizer
+
+    options = dict(o.options)
+    voice = model_path(options.pop("voice", "en_US-lessac-medium"), o)
+    if voice.is_dir():  # a pulled voice: <dir>/<name>.onnx
+        onnx = sorted(voice.glob("*.onnx"))
+        if not onnx:
+            raise EngineUnavailableError(f"no .onnx voice in {voice}")
+        voice = onnx[0]
+    return PiperSynthesizer(voice_path=voice, threads=o.threads, **options)
 
 
 def _minilm(o: EngineOptions) -> Any:
@@ -68,9 +112,9 @@ def _fake(kind: str) -> Callable[[EngineOptions], Any]:
 
 _FACTORIES: dict[str, dict[str, Callable[[EngineOptions], Any]]] = {
     "vad": {"silero": _silero, "fake": _fake("vad")},
-    "asr": {"pocketsphinx": _pocketsphinx, "fake": _fake("asr")},
+    "asr": {"pocketsphinx": _pocketsphinx, "whisper": _whisper, "fake": _fake("asr")},
     "nlu": {"minilm": _minilm, "fake": _fake("nlu")},
-    "tts": {"espeak": _espeak, "fake": _fake("tts")},
+    "tts": {"espeak": _espeak, "piper": _piper, "fake": _fake("tts")},
 }
 
 ENGINE_NAMES: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in _FACTORIES.items()}
@@ -93,12 +137,28 @@ def build_engine(kind: str, name: str, options: EngineOptions) -> Any:
         raise ConfigError(f"bad options for {kind} engine {name!r}: {exc}") from exc
 
 
-def build_engine_set(names: Mapping[str, str], options: Mapping[str, EngineOptions]) -> EngineSet:
-    """Build the four engines named in ``names`` (kind → engine name)."""
+def build_engine_set(
+    names: Mapping[str, str],
+    options: Mapping[str, EngineOptions],
+    *,
+    prompt_cache_dir: Path | None = None,
+    prompt_cache_bytes: int = 64 * 1024 * 1024,
+) -> EngineSet:
+    """Build the four engines named in ``names`` (kind → engine name).
+
+    The synthesizer is wrapped in a prompt cache (memory, plus disk under
+    ``prompt_cache_dir`` when given): a scenario's static prompts are
+    synthesized once per voice at scenario load and reused.
+    """
+    from voicebot.engines.prompt_cache import CachingSynthesizer
+
     built = {kind: build_engine(kind, names[kind], options[kind]) for kind in _FACTORIES}
+    synthesizer = CachingSynthesizer(
+        built["tts"], cache_dir=prompt_cache_dir, max_memory_bytes=prompt_cache_bytes
+    )
     return EngineSet(
         detector=built["vad"],
         transcriber=built["asr"],
         classifier=built["nlu"],
-        synthesizer=built["tts"],
+        synthesizer=synthesizer,
     )
