@@ -40,10 +40,10 @@ unit: $(STAMP)
 
 ## make bench-calls: server pinned to CPU 0, the bench client to CPU 1; writes docs/benchmarks/.
 bench-calls: $(STAMP)
-	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --port $(BENCH_PORT) & pid=$$!; \
+	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --port $(BENCH_PORT) $(SERVE_ARGS) & pid=$$!; \
 	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
 	taskset -c $(CLIENT_CPU) $(VENV)/bin/voicebot bench calls --url ws://127.0.0.1:$(BENCH_PORT) \
-		--server-pid $$pid; rc=$$?; kill $$pid; wait $$pid; exit $$rc
+		--server-pid $$pid $(BENCH_ARGS); rc=$$?; kill $$pid; wait $$pid; exit $$rc
 
 ## make demo: the lost-card call against a running `make serve`.
 demo: $(STAMP)

@@ -158,31 +158,39 @@ async def _accuracy(url: str, audio: Audio, concurrency: int,
             "accuracy": correct / len(rows), "rows": rows}
 
 
+DEFAULT_STACK = ("real: pocketsphinx en-us (scenario LM), MiniLM-L6 int8 ONNX, espeak-ng en-us; "
+                 "Silero VAD v6")
+
+
 def run_bench(*, url: str, repeat: int, out_dir: Path, server_pid: int | None,
-              concurrency: int = 2) -> dict[str, Any]:
+              concurrency: int = 2, stack: str = DEFAULT_STACK, name: str = "first-call",
+              accuracy: bool = True) -> dict[str, Any]:
+    """Run the benchmark against ``url``; ``accuracy=False`` measures latency only
+    (for stacks whose models are synthetic, where accuracy means nothing)."""
     wide, narrow = Audio("pcm16", 16000), Audio("mulaw", 8000)
 
     async def main() -> dict[str, Any]:
-        return {
-            "latency": [await _latency(url, repeat, wide)],
-            "accuracy": [await _accuracy(url, a, concurrency, PHRASINGS) for a in (wide, narrow)],
-            "out_of_domain": [await _accuracy(url, a, concurrency, OUT_OF_DOMAIN)
-                              for a in (wide, narrow)],
-        }
+        results: dict[str, Any] = {"latency": [await _latency(url, repeat, wide)],
+                                   "accuracy": [], "out_of_domain": []}
+        if accuracy:
+            results["accuracy"] = [await _accuracy(url, a, concurrency, PHRASINGS)
+                                   for a in (wide, narrow)]
+            results["out_of_domain"] = [await _accuracy(url, a, concurrency, OUT_OF_DOMAIN)
+                                        for a in (wide, narrow)]
+        return results
 
     results = asyncio.run(main())
     results["meta"] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": _cpu_model(),
         "pinning": _pinning(server_pid),
-        "models": "real: pocketsphinx en-us (scenario LM), MiniLM-L6 int8 ONNX, espeak-ng en-us; "
-                  "Silero VAD v6",
+        "models": stack,
         "caller_speech": "synthetic: espeak-ng en-us 165 wpm",
         "latency_definition": "end of caller speech -> first bot audio frame, at the client",
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "first-call.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "first-call.md").write_text(_markdown(results))
+    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(_markdown(results))
     print(_markdown(results))
     return results
 
@@ -190,7 +198,7 @@ def run_bench(*, url: str, repeat: int, out_dir: Path, server_pid: int | None,
 def _markdown(r: dict[str, Any]) -> str:
     m = r["meta"]
     lines = [
-        "# First-call benchmark (offline default stack)", "",
+        "# Call benchmark", "",
         f"- date: {m['date']}", f"- CPU: {m['cpu']}", f"- pinning: {m['pinning']}",
         f"- models: {m['models']}", f"- caller speech: {m['caller_speech']}",
         f"- latency: {m['latency_definition']}; calls one at a time", "",
@@ -203,6 +211,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| {x['turn_max_ms']:.0f} | {x['greeting_p50_ms']:.0f} | {x['greeting_p95_ms']:.0f} |"
         for x in r["latency"]
     ]
+    if not r["accuracy"]:
+        return "\n".join(lines) + "\n"
     lines += ["", "Intent accuracy through ASR + NLU on phrasings not in the scenario:", "",
               "| audio | correct | accuracy |", "|---|---|---|"]
     lines += [f"| {a['audio']} | {a['correct']}/{a['total']} | {a['accuracy']:.0%} |"

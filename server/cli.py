@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=2, help="rounds of the demo calls")
     bench.add_argument("--server-pid", type=int, default=None, help="to report its pinning")
     bench.add_argument("--out-dir", type=Path, default=Path("docs/benchmarks"))
+    bench.add_argument("--name", default="first-call", help="report file name (no suffix)")
+    bench.add_argument("--stack", default=None, help="models label for the report")
+    bench.add_argument("--latency-only", action="store_true",
+                       help="skip intent accuracy (for synthetic models)")
 
     from server.models_cli import register as register_models
 
@@ -111,8 +115,11 @@ def _bench(args: argparse.Namespace) -> int:
     from server.bench import run_bench
 
     _configure_logging(args.log_level or "WARNING")
+    from server.bench import DEFAULT_STACK
+
     run_bench(url=args.url, repeat=args.repeat, out_dir=args.out_dir,
-              server_pid=args.server_pid)
+              server_pid=args.server_pid, stack=args.stack or DEFAULT_STACK, name=args.name,
+              accuracy=not args.latency_only)
     return 0
 
 
