@@ -13,13 +13,17 @@ import http
 import logging
 import signal
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from server.admission import Admission, AdmissionConfig
 from server.config import ServerConfig
+from server.metrics import CONTENT_TYPE, Metrics
 from server.runtime import CallRuntime
 from voicebot.dialog.loader import load_scenarios
 from voicebot.dialog.scenario import Scenario
@@ -33,6 +37,8 @@ __all__ = ["App", "load_app", "run_server"]
 
 log = logging.getLogger(__name__)
 
+_RETRY_AFTER_S = 5
+
 
 @dataclass(slots=True)
 class App:
@@ -43,43 +49,91 @@ class App:
     scenarios: dict[str, Scenario]
     executor: ThreadPoolExecutor
     session_config: SessionConfig
-    active_calls: int = 0
-    accepting: bool = True
-    calls: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def ready(self) -> bool:
-        return self.accepting and self.active_calls < self.config.max_calls
+    admission: Admission
+    metrics: Metrics = field(default_factory=Metrics)
+    _reserved: set[int] = field(default_factory=set)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set whenever the last live call ends (what a drain waits for)."""
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
-            if self.ready():
+            refusal = self.admission.refusal()
+            if refusal is None:
                 return connection.respond(http.HTTPStatus.OK, "ready\n")
-            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
-        if not self.ready():
-            response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "busy\n")
-            response.headers["Retry-After"] = "5"
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal}\n")
+        if path == "/metrics":
+            body = self.metrics.exposition()
+            headers = Headers([("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
+                               ("Connection", "close")])
+            return Response(http.HTTPStatus.OK, "OK", headers, body)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None  # websockets answers 426
+        refusal = self.admission.refusal()
+        if refusal is not None:
+            self.metrics.calls.labels(outcome=f"refused_{refusal}").inc()
+            log.info("refused a call: %s (%d live)", refusal, self.admission.active)
+            response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal}\n")
+            response.headers["Retry-After"] = str(_RETRY_AFTER_S)
             return response
+        # Reserve the slot now: two handshakes in flight must not both take the last one.
+        self.admission.admit()
+        self.idle.clear()
+        self._reserved.add(id(connection))
+        self.metrics.calls.labels(outcome="admitted").inc()
         return None
 
+    def process_response(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> None:
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            self._release(connection)  # the handshake failed after the slot was reserved
+
+    def _release(self, connection: ServerConnection) -> None:
+        if id(connection) in self._reserved:
+            self._reserved.discard(id(connection))
+            self.admission.release()
+            if self.admission.active == 0:
+                self.idle.set()
+            else:
+                self.idle.clear()
+
     async def handle(self, ws: ServerConnection) -> None:
-        self.active_calls += 1
         started = time.perf_counter()
+        cell = self.metrics.active_dialogs.labels(cell="0")
+        cell.inc()
         session = Session(scenarios=self.scenarios, config=self.session_config)
-        runtime = CallRuntime(ws, session, CallJobs(self.engines), self.executor)
+        runtime = CallRuntime(ws, session, CallJobs(self.engines), self.executor, observer=self)
         try:
             await runtime.run()
         except Exception:
             log.exception("call %s: internal error", session.call_id)
             await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
-            self.active_calls -= 1
+            cell.dec()
+            self._release(ws)
             log.info(
                 "call %s ended after %.1f s (close code %s)",
                 session.call_id, time.perf_counter() - started, ws.close_code,
             )
+
+    # ------------------------------------------------------------------ TurnObserver
+
+    def turn(self, *, latency_ms: float, greeting: bool, parts_ms: Mapping[str, float]) -> None:
+        self.metrics.turn_latency.labels(kind="greeting" if greeting else "turn").observe(
+            latency_ms / 1000)
+        for part, ms in parts_ms.items():
+            self.metrics.turn_part.labels(part=part).observe(ms / 1000)
+        if not greeting:
+            self.admission.record_turn(latency_ms)
+
+    def barge_in(self) -> None:
+        self.metrics.barge_ins.inc()
+
+    def engine_rtf(self, engine: str, rtf: float) -> None:
+        self.metrics.engine_rtf.labels(engine=engine).observe(rtf)
 
 
 def load_app(config: ServerConfig) -> App:
@@ -118,7 +172,11 @@ def load_app(config: ServerConfig) -> App:
         config.engines.vad, config.engines.asr, config.engines.nlu, config.engines.tts,
         time.perf_counter() - started, ", ".join(sorted(scenarios)),
     )
-    return App(config, engines, scenarios, executor, session_config)
+    admission = Admission(AdmissionConfig(
+        dialogs_per_core=config.dialogs_per_core, cores=len(config.cpus),
+        slo_p95_ms=config.slo_p95_ms,
+    ))
+    return App(config, engines, scenarios, executor, session_config, admission)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -141,6 +199,7 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
         max_size=config.max_message_bytes,
         max_queue=64,
         process_request=app.process_request,
+        process_response=app.process_response,
         compression=None,
         ping_interval=20,
         ping_timeout=20,
@@ -152,6 +211,17 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
         try:
             await stop
         finally:
-            app.accepting = False
-            log.info("shutting down")
+            await _drain(app)
     app.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _drain(app: App) -> None:
+    """Stop admitting (``/readyz`` turns 503) and let live calls finish, up to
+    ``drain_timeout_s``; the server then closes what is left with 1001."""
+    app.admission.draining = True
+    log.info("draining: %d live calls, up to %.0f s", app.admission.active,
+             app.config.drain_timeout_s)
+    if app.admission.active:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app.idle.wait(), app.config.drain_timeout_s)
+    log.info("shutting down with %d live calls", app.admission.active)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default 8765; "
                        "env VOICEBOT_PORT)")
     serve.add_argument("--config", type=Path, default=None, help="YAML configuration file")
+    serve.add_argument("--cpus", default=None,
+                       help="CPUs to run on, e.g. 0-3 (default: the process's affinity)")
+    serve.add_argument("--dialogs-per-core", type=int, default=None,
+                       help="live dialogs per CPU before calls are refused (default 2)")
 
     call = sub.add_parser("call", help="place a test call and print one JSON line per turn")
     call.add_argument("--url", default="ws://127.0.0.1:8765")
@@ -82,13 +88,26 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
+def _pin_process(cpus: Sequence[int]) -> None:
+    """Pin every thread of this process (some libraries start threads at import), before
+    any model loads: every engine thread created later inherits the mask."""
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cpus)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from server.app import load_app, run_server
     from server.config import load_config
 
-    config = load_config(args.config, overrides={"host": args.host, "port": args.port,
-                                                 "log_level": args.log_level})
+    config = load_config(args.config, overrides={
+        "host": args.host, "port": args.port, "log_level": args.log_level, "cpus": args.cpus,
+        "dialogs_per_core": args.dialogs_per_core,
+    })
     _configure_logging(config.log_level)
+    _pin_process(config.cpus)
+    log.info("pinned to CPUs %s; capacity %d dialogs", ",".join(map(str, config.cpus)),
+             config.dialogs_per_core * len(config.cpus))
     try:
         import uvloop
 
@@ -131,6 +150,10 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before numpy & co. are imported: their thread pools must not outgrow the budget
+    # (engines get explicit thread counts; these cover BLAS/OpenMP pools).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     args = _parser().parse_args(argv)
     try:
         handlers = {"serve": _serve, "call": _call, "bench": _bench, "models": _models}

@@ -13,7 +13,7 @@ import yaml
 from voicebot.engines.registry import ENGINE_NAMES
 from voicebot.errors import ConfigError
 
-__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config"]
+__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config", "parse_cpus"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,10 @@ class ServerConfig:
     worker_threads: int = 2
     engine_threads: int = 1
     max_message_bytes: int = 64 * 1024
-    max_calls: int = 64
+    cpus: tuple[int, ...] = field(default_factory=lambda: tuple(sorted(os.sched_getaffinity(0))))
+    dialogs_per_core: int = 2
+    slo_p95_ms: float = 1500.0
+    drain_timeout_s: float = 30.0
     speculative_asr_ms: int = 0
     log_level: str = "INFO"
     engines: EngineConfig = field(default_factory=EngineConfig)
@@ -51,9 +54,15 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is out of range 0..65535")
-        for name in ("worker_threads", "engine_threads", "max_message_bytes", "max_calls"):
+        for name in ("worker_threads", "engine_threads", "max_message_bytes", "dialogs_per_core"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        available = os.sched_getaffinity(0)
+        if not self.cpus or not set(self.cpus) <= available:
+            raise ConfigError(f"cpus {list(self.cpus)} are not all available (have "
+                              f"{sorted(available)})")
+        if self.slo_p95_ms <= 0 or self.drain_timeout_s < 0:
+            raise ConfigError("slo_p95_ms must be positive and drain_timeout_s not negative")
         if self.speculative_asr_ms < 0:
             raise ConfigError("speculative_asr_ms must be 0 (off) or positive")
         for kind, name in self.engines.names().items():
@@ -63,14 +72,40 @@ class ServerConfig:
 
 
 _PATHS = ("scenarios_dir", "models_dir", "manifest")
-_INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "max_calls",
+_INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "dialogs_per_core",
          "speculative_asr_ms")
+_FLOATS = ("slo_p95_ms", "drain_timeout_s")
+
+
+def parse_cpus(value: Any) -> tuple[int, ...]:
+    """``"0-2,5"``, ``[0, 1]`` or ``3`` → ``(0, 1, 2, 5)`` (the taskset list format)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, list | tuple):
+        parts = [str(v) for v in value]
+    else:
+        parts = str(value).split(",")
+    cpus: set[int] = set()
+    try:
+        for part in (p.strip() for p in parts):
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError as exc:
+        raise ConfigError(f"cpus must look like 0-3,6 (got {value!r})") from exc
+    return tuple(sorted(cpus))
 
 
 def _coerce(key: str, value: Any, base: Path) -> Any:
     if key in _PATHS:
         path = Path(str(value)).expanduser()
         return path if path.is_absolute() else base / path
+    if key == "cpus":
+        return parse_cpus(value)
+    if key in _FLOATS:
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key} must be a number, not {value!r}") from exc
     if key in _INTS:
         try:
             return int(value)

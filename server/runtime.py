@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from server import webhook
 from voicebot import protocol as p
 from voicebot.commands import (
+    BargedIn,
     CallWebhook,
     CancelReply,
     CancelTranscription,
@@ -46,7 +47,7 @@ from voicebot.engines.base import Transcript
 from voicebot.jobs import CallJobs
 from voicebot.session import Session
 
-__all__ = ["CallRuntime"]
+__all__ = ["CallRuntime", "TurnObserver"]
 
 log = logging.getLogger(__name__)
 turn_log = logging.getLogger("voicebot.turns")
@@ -60,9 +61,10 @@ class _Lane:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.queue: asyncio.Queue[tuple[Any, Callable[[], Awaitable[None]]]] = asyncio.Queue(
-            _LANE_DEPTH
+        self.queue: asyncio.Queue[tuple[Any, float, Callable[[], Awaitable[None]]]] = (
+            asyncio.Queue(_LANE_DEPTH)
         )
+        self.max_wait_ms = 0.0  # longest queue wait since last read (turn log, metrics)
         self.dropped: set[Any] = set()
         self.task: asyncio.Task[None] | None = None
         self._closing = False
@@ -73,13 +75,15 @@ class _Lane:
 
     async def put(self, tag: Any, job: Callable[[], Awaitable[None]]) -> None:
         if not self._closing:
-            await self.queue.put((tag, job))
+            await self.queue.put((tag, time.perf_counter(), job))
 
     async def _drain(self) -> None:
         while not self._closing:
-            tag, job = await self.queue.get()
+            tag, queued_at, job = await self.queue.get()
             if self._closing or tag in self.dropped:
                 continue
+            waited_ms = (time.perf_counter() - queued_at) * 1000
+            self.max_wait_ms = max(self.max_wait_ms, waited_ms)
             self._busy = True
             try:
                 await job()
@@ -98,12 +102,25 @@ class _Lane:
             await self.task
 
 
+class TurnObserver(Protocol):
+    """Receives what the runtime measures (metrics, admission control)."""
+
+    def turn(self, *, latency_ms: float, greeting: bool, parts_ms: Mapping[str, float]) -> None:
+        ...
+
+    def barge_in(self) -> None: ...
+
+    def engine_rtf(self, engine: str, rtf: float) -> None: ...
+
+
 class CallRuntime:
     """Runs one call: websocket ⇄ Session ⇄ engine jobs."""
 
     def __init__(
-        self, ws: ServerConnection, session: Session, jobs: CallJobs, executor: Executor
+        self, ws: ServerConnection, session: Session, jobs: CallJobs, executor: Executor,
+        *, observer: TurnObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._ws = ws
         self._session = session
         self._jobs = jobs
@@ -130,6 +147,7 @@ class CallRuntime:
             CancelReply: self._cancel_reply,
             CallWebhook: self._webhook,
             ReplyStarted: self._reply_started,
+            BargedIn: self._barged_in,
         }
 
     async def run(self) -> None:
@@ -213,6 +231,7 @@ class CallRuntime:
 
     async def _finish(self, command: FinishTranscription) -> None:
         self._input_end = self._loop.time() - command.endpoint_delay_ms / 1000.0
+        self._timings["endpoint_wait"] = float(command.endpoint_delay_ms)
 
         async def job() -> None:
             started = time.perf_counter()
@@ -222,7 +241,10 @@ class CallRuntime:
                 log.exception("call %s: ASR failed", self._session.call_id)
                 await self._report("speech recognition failed for this utterance")
                 transcript = Transcript("")
-            self._timings["asr_ms"] = (time.perf_counter() - started) * 1000
+            asr_ms = (time.perf_counter() - started) * 1000
+            self._timings["asr"] = asr_ms
+            if transcript.audio_ms and asr_ms > 1.0:  # ~0 when a speculation was kept
+                self._observe_rtf("asr", asr_ms / transcript.audio_ms)
             await self.execute(self._session.transcribed(command.utterance, transcript))
 
         await self._asr.put(command.utterance, job)
@@ -237,7 +259,7 @@ class CallRuntime:
                 log.exception("call %s: NLU failed", self._session.call_id)
                 await self._report("understanding failed for this turn")
                 intent, entities = None, {}
-            self._timings["nlu_ms"] = (time.perf_counter() - started) * 1000
+            self._timings["nlu"] = (time.perf_counter() - started) * 1000
             await self.execute(self._session.understood(command.turn, intent, entities))
 
         await self._nlu.put(command.turn, job)
@@ -251,8 +273,11 @@ class CallRuntime:
                 log.exception("call %s: TTS failed", self._session.call_id)
                 await self._report("speech synthesis failed for a sentence")
                 pcm = np.zeros(0, dtype=np.int16)
+            tts_ms = (time.perf_counter() - started) * 1000
             if command.index == 0:
-                self._timings["tts_first_ms"] = (time.perf_counter() - started) * 1000
+                self._timings["tts_first_audio"] = tts_ms
+            if len(pcm):
+                self._observe_rtf("tts", tts_ms / (len(pcm) * 1000 / command.sample_rate_hz))
             await self.execute(self._session.synthesized(command.reply, command.index, pcm))
 
         await self._tts.put(command.reply, job)
@@ -276,10 +301,25 @@ class CallRuntime:
 
     # ------------------------------------------------------------------ turn log
 
+    def _observe_rtf(self, engine: str, rtf: float) -> None:
+        if self._observer is not None:
+            self._observer.engine_rtf(engine, rtf)
+
+    async def _barged_in(self, command: BargedIn) -> None:
+        if self._observer is not None:
+            self._observer.barge_in()
+
     async def _reply_started(self, command: ReplyStarted) -> None:
         latency_ms = (self._loop.time() - self._input_end) * 1000
-        timings = " ".join(f"{k}={v:.0f}" for k, v in self._timings.items())
+        parts = dict(self._timings)
+        parts["queue_wait"] = max(lane.max_wait_ms for lane in (self._asr, self._nlu, self._tts))
+        for lane in (self._asr, self._nlu, self._tts):
+            lane.max_wait_ms = 0.0
         self._timings = {}
+        if self._observer is not None:
+            self._observer.turn(latency_ms=latency_ms, greeting=command.turn == 0,
+                                parts_ms=parts)
+        timings = " ".join(f"{k}_ms={v:.0f}" for k, v in parts.items())
         turn_log.info(
             "call=%s turn=%d state=%s intent=%s confidence=%.2f latency_ms=%.0f %s "
             "transcript=%r reply=%r",

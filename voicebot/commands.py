@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 from voicebot.engines.base import Pcm
 
 __all__ = [
+    "BargedIn",
     "CallWebhook",
     "CancelReply",
     "CancelTranscription",
@@ -154,6 +155,13 @@ class CallWebhook:
 
 
 @dataclass(frozen=True, slots=True)
+class BargedIn:
+    """The caller interrupted ``reply`` (for metrics; ``clear`` is already among the sends)."""
+
+    reply: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyStarted:
     """The first audio frame of ``reply`` is about to be sent (for turn logs and metrics).
 
@@ -185,4 +193,5 @@ Command: TypeAlias = (
     | CancelReply
     | CallWebhook
     | ReplyStarted
+    | BargedIn
 )

@@ -19,6 +19,7 @@ from voicebot.audio.codecs import AudioEncoding, decode, encode, frame_bytes
 from voicebot.audio.framer import Framer, split_frames
 from voicebot.audio.resample import StreamResampler
 from voicebot.commands import (
+    BargedIn,
     CallWebhook,
     CancelReply,
     CancelTranscription,
@@ -399,6 +400,7 @@ class Session:
             CancelReply(reply.id),
             SendText(p.encode_server_event(p.Clear(reply.id))),
             SendText(p.encode_server_event(end)),
+            BargedIn(reply.id),
         ]
 
     def _dialog_step(self, turn: int, outputs: list[Any]) -> list[Command]:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from voicebot import protocol as p
 from voicebot.audio.codecs import AudioEncoding, encode
 from voicebot.commands import (
+    BargedIn,
     CallWebhook,
     CancelReply,
     CancelTranscription,
@@ -209,6 +210,7 @@ class SessionDriver:
         self.webhooks: list[CallWebhook] = []
         self.replies: list[ReplyStarted] = []
         self.speculations: list[int] = []
+        self.barge_ins: list[int] = []
         self.close: CloseConnection | None = None
 
     def text(self, message: str | p.ClientMessage) -> None:
@@ -271,6 +273,8 @@ class SessionDriver:
             self.webhooks.append(c)
         elif isinstance(c, ReplyStarted):
             self.replies.append(c)
+        elif isinstance(c, BargedIn):
+            self.barge_ins.append(c.reply)
         return []
 
 

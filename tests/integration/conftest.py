@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,17 @@ def http_status(url: str) -> int:
         return exc.code
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    url: str
+    http: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
 @contextlib.contextmanager
-def running_server(log_dir: Path, *args: str) -> Iterator[str]:
-    """``voicebot serve ARGS`` on a free port until the block ends; yields its ws:// URL."""
+def running_server(log_dir: Path, *args: str) -> Iterator[ServerProcess]:
+    """``voicebot serve ARGS`` on a free port until the block ends."""
     port = free_port()
     log_path = log_dir / "server.log"
     env = dict(os.environ, VOICEBOT_PORT=str(port), VOICEBOT_LOG_LEVEL="INFO")
@@ -59,7 +68,8 @@ def running_server(log_dir: Path, *args: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     pytest.fail(f"server not ready:\n{log_path.read_text()}")
                 time.sleep(0.2)
-            yield f"ws://127.0.0.1:{port}"
+            yield ServerProcess(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", proc,
+                                log_path)
         finally:
             proc.terminate()
             try:
@@ -72,5 +82,5 @@ def running_server(log_dir: Path, *args: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server with the offline default engines."""
-    with running_server(tmp_path_factory.mktemp("server")) as url:
-        yield url
+    with running_server(tmp_path_factory.mktemp("server")) as server:
+        yield server.url

@@ -28,8 +28,8 @@ VOICE = REPO.parent / "shared" / "models" / "synthetic" / "en_US-synthetic-mediu
 def reference_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not VOICE.exists():
         pytest.fail(f"the synthetic Piper voice is missing: {VOICE}")
-    with running_server(tmp_path_factory.mktemp("reference"), "--config", str(CONFIG)) as url:
-        yield url
+    with running_server(tmp_path_factory.mktemp("reference"), "--config", str(CONFIG)) as server:
+        yield server.url
 
 
 async def test_call_on_whisper_and_piper(reference_url: str) -> None:

@@ -133,7 +133,7 @@ def test_barge_in_clears_and_cancels(make_driver: Make) -> None:
     assert len(clear) == 1 and clear[0].reply == 1
     end = d.of_type(p.BotSpeechEnd)[-1]
     assert end.interrupted and end.reply == 1
-    assert 1 in d.cancelled_replies
+    assert 1 in d.cancelled_replies and d.barge_ins == [1]
     d.silence(700)
     # The interrupting utterance is the caller's turn.
     assert d.of_type(p.IntentEvent)[-1].intent == "lost_card"

@@ -1,0 +1,71 @@
+"""Admission control with a controllable clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.admission import Admission, AdmissionConfig, LatencyWindow
+from voicebot.errors import ConfigError
+
+__all__: list[str] = []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_capacity_is_dialogs_per_core_times_cores() -> None:
+    admission = Admission(AdmissionConfig(dialogs_per_core=2, cores=1))
+    for _ in range(2):
+        assert admission.refusal() is None
+        admission.admit()
+    assert admission.refusal() == "full"
+    admission.release()
+    assert admission.refusal() is None
+    assert AdmissionConfig(dialogs_per_core=3, cores=4).capacity == 12
+
+
+def test_latency_rule_refuses_below_capacity_and_recovers() -> None:
+    clock = Clock()
+    admission = Admission(AdmissionConfig(slo_p95_ms=1500, window_s=60, min_turns=5),
+                          clock=clock)
+    for ms in (600, 700, 800, 2500):
+        admission.record_turn(ms)
+    assert admission.refusal() is None  # too few turns to judge
+    admission.record_turn(2600)
+    assert admission.refusal() == "slo"  # p95 of 5 is the worst: 2600 > 1500
+    assert admission.active == 0  # even with no call at all
+    clock.now += 61  # the slow turns leave the window
+    assert admission.refusal() is None
+    for _ in range(20):
+        admission.record_turn(700)
+    admission.record_turn(5000)  # one slow turn in 21 stays under the p95
+    assert admission.refusal() is None
+
+
+def test_draining_refuses_everything() -> None:
+    admission = Admission(AdmissionConfig())
+    admission.draining = True
+    assert admission.refusal() == "draining"
+
+
+def test_window_p95() -> None:
+    clock = Clock()
+    window = LatencyWindow(window_s=10, clock=clock)
+    assert window.p95() is None
+    for ms in range(1, 101):
+        window.add(float(ms))
+    assert window.p95() == 95.0
+    clock.now += 11
+    assert window.p95() is None and len(window) == 0
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ConfigError):
+        AdmissionConfig(dialogs_per_core=0)
+    with pytest.raises(ConfigError):
+        AdmissionConfig(slo_p95_ms=0)
