@@ -81,6 +81,8 @@ class Admission:
     def __init__(self, config: AdmissionConfig, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.cores = config.cores
+        """Cores whose cell is ready now (a dead cell takes its capacity away)."""
         self.active = 0
         self.draining = False
         self.turns = LatencyWindow(window_s=config.window_s, clock=clock)
@@ -89,7 +91,7 @@ class Admission:
         """Why a new call would be refused now, or None to admit it."""
         if self.draining:
             return "draining"
-        if self.active >= self.config.capacity:
+        if self.active >= self.config.dialogs_per_core * self.cores:
             return "full"
         p95 = self.turns.p95()
         if (p95 is not None and len(self.turns) >= self.config.min_turns

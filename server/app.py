@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import logging
 import signal
 import time
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,12 +24,16 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from server.admission import Admission, AdmissionConfig
+from server.cell_worker import CellSpec
+from server.cells import CellFailed, CellPool
 from server.config import ServerConfig
-from server.metrics import CONTENT_TYPE, Metrics
+from server.metrics import CONTENT_TYPE, Metrics, rss_bytes
+from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from server.runtime import CallRuntime
 from voicebot.dialog.loader import load_scenarios
 from voicebot.dialog.scenario import Scenario
-from voicebot.engines.registry import EngineOptions, build_engine_set
+from voicebot.engines.base import SpeechDetector
+from voicebot.engines.registry import EngineOptions, build_engine, build_engine_set
 from voicebot.errors import ConfigError
 from voicebot.jobs import CallJobs, EngineSet
 from voicebot.protocol import CloseCode
@@ -45,7 +51,9 @@ class App:
     """Everything a running server shares between calls."""
 
     config: ServerConfig
-    engines: EngineSet
+    detector: SpeechDetector
+    engines: EngineSet | None  # in-process engines (cells: false)
+    pool: CellPool | None  # the cells (cells: true)
     scenarios: dict[str, Scenario]
     executor: ThreadPoolExecutor
     session_config: SessionConfig
@@ -100,12 +108,27 @@ class App:
             else:
                 self.idle.clear()
 
+    def _runner(self, dialog: str) -> tuple[JobRunner, str]:
+        if self.pool is not None:
+            cell = self.pool.place(dialog)
+            return CellRunner(cell, dialog), str(cell.index)
+        assert self.engines is not None
+        return LocalRunner(CallJobs(self.engines), self.executor), "0"
+
     async def handle(self, ws: ServerConnection) -> None:
         started = time.perf_counter()
-        cell = self.metrics.active_dialogs.labels(cell="0")
-        cell.inc()
+        dialog = uuid.uuid4().hex
         session = Session(scenarios=self.scenarios, config=self.session_config)
-        runtime = CallRuntime(ws, session, CallJobs(self.engines), self.executor, observer=self)
+        try:
+            runner, cell_name = self._runner(dialog)
+        except CellFailed as exc:
+            self._release(ws)
+            await ws.close(CloseCode.TRY_AGAIN_LATER, str(exc))
+            return
+        cell = self.metrics.active_dialogs.labels(cell=cell_name)
+        cell.inc()
+        vad = VadRunner(self.detector, self.executor)
+        runtime = CallRuntime(ws, session, runner, vad, observer=self)
         try:
             await runtime.run()
         except Exception:
@@ -115,8 +138,8 @@ class App:
             cell.dec()
             self._release(ws)
             log.info(
-                "call %s ended after %.1f s (close code %s)",
-                session.call_id, time.perf_counter() - started, ws.close_code,
+                "call %s ended after %.1f s on cell %s (close code %s)",
+                session.call_id, time.perf_counter() - started, cell_name, ws.close_code,
             )
 
     # ------------------------------------------------------------------ TurnObserver
@@ -137,7 +160,8 @@ class App:
 
 
 def load_app(config: ServerConfig) -> App:
-    """Load scenarios and engines, prepare every scenario's domain, warm up."""
+    """Load scenarios; then either describe the cells (``cells: true``: each loads its own
+    engines when the server starts) or load the engines in process; warm up."""
     started = time.perf_counter()
     paths = sorted(config.scenarios_dir.glob("*.yaml"))
     if not paths:
@@ -154,29 +178,44 @@ def load_app(config: ServerConfig) -> App:
         )
         for kind in ("vad", "asr", "nlu", "tts")
     }
-    engines = build_engine_set(
-        config.engines.names(), options, prompt_cache_dir=config.models_dir / "prompt-cache"
-    )
-    for scenario in scenarios.values():
-        engines.prepare(scenario)
-    engines.warm_up(domain=config.default_scenario)
+    cache_dir = config.models_dir / "prompt-cache"
+    engines: EngineSet | None = None
+    pool: CellPool | None = None
+    if config.cells:
+        detector = build_engine("vad", config.engines.vad, options["vad"])
+        specs = [
+            CellSpec(index=i, cpu=cpu, engine_names=config.engines.names(),
+                     engine_options=options, scenario_paths=tuple(paths),
+                     default_scenario=config.default_scenario, prompt_cache_dir=cache_dir,
+                     log_level=config.log_level)
+            for i, cpu in enumerate(config.cpus)
+        ]
+        pool = CellPool(specs)
+    else:
+        engines = build_engine_set(config.engines.names(), options, prompt_cache_dir=cache_dir)
+        for scenario in scenarios.values():
+            engines.prepare(scenario)
+        engines.warm_up(domain=config.default_scenario)
+        detector = engines.detector
+    assert detector is not None
     executor = ThreadPoolExecutor(config.worker_threads, thread_name_prefix="voicebot-engine")
     session_config = SessionConfig(
         default_scenario=config.default_scenario,
-        asr_rate_hz=engines.transcriber.sample_rate_hz,
-        vad_window_samples=engines.detector.window_samples,
+        asr_rate_hz=detector.sample_rate_hz,
+        vad_window_samples=detector.window_samples,
         speculative_asr_ms=config.speculative_asr_ms,
     )
     log.info(
-        "engines vad=%s asr=%s nlu=%s tts=%s ready in %.1f s; scenarios: %s",
+        "engines vad=%s asr=%s nlu=%s tts=%s %s in %.1f s; scenarios: %s",
         config.engines.vad, config.engines.asr, config.engines.nlu, config.engines.tts,
+        f"in {len(config.cpus)} cells" if pool else "in process",
         time.perf_counter() - started, ", ".join(sorted(scenarios)),
     )
     admission = Admission(AdmissionConfig(
         dialogs_per_core=config.dialogs_per_core, cores=len(config.cpus),
         slo_p95_ms=config.slo_p95_ms,
     ))
-    return App(config, engines, scenarios, executor, session_config, admission)
+    return App(config, detector, engines, pool, scenarios, executor, session_config, admission)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -187,6 +226,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
 async def run_server(app: App, *, started: asyncio.Future[Server] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until the task is cancelled)."""
     config = app.config
+    if app.pool is not None:
+        await app.pool.start()
+        app.pool.on_change = lambda: _cells_changed(app)
+        _cells_changed(app)
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -212,7 +255,22 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
             await stop
         finally:
             await _drain(app)
+    if app.pool is not None:
+        app.pool.stop()
     app.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _cells_changed(app: App) -> None:
+    """A cell died or came back: capacity follows the ready cells."""
+    assert app.pool is not None
+    ready = app.pool.ready_cells()
+    app.admission.cores = len(ready)
+    for cell in app.pool.cells:
+        app.metrics.cell_info.labels(cell=str(cell.index), cpu=str(cell.spec.cpu),
+                                     pid=str(cell.pid)).set(1 if cell in ready else 0)
+        if cell.pid is not None:
+            app.metrics.rss.labels(cell=str(cell.index)).set_function(
+                functools.partial(rss_bytes, cell.pid))
 
 
 async def _drain(app: App) -> None:

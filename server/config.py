@@ -45,6 +45,8 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024
     cpus: tuple[int, ...] = field(default_factory=lambda: tuple(sorted(os.sched_getaffinity(0))))
     dialogs_per_core: int = 2
+    cells: bool = True
+    """One pinned worker process per CPU runs the engines (false: threads in this process)."""
     slo_p95_ms: float = 1500.0
     drain_timeout_s: float = 30.0
     speculative_asr_ms: int = 0
@@ -111,6 +113,10 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key} must be a whole number, not {value!r}") from exc
+    if key == "cells":
+        if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
+            raise ConfigError(f"cells must be true or false, not {value!r}")
+        return value if isinstance(value, bool) else str(value).lower() == "true"
     return str(value) if key != "engines" else value
 
 

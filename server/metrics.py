@@ -57,8 +57,11 @@ class Metrics:
         self.engine_rtf = Histogram(
             "voicebot_engine_real_time_factor", "Engine compute time / audio duration",
             ["engine"], buckets=_RTF_BUCKETS, registry=r)
-        self.rss = Gauge("voicebot_rss_bytes", "Resident memory", ["cell"], registry=r)
-        self.rss.labels(cell="0").set_function(rss_bytes)
+        self.rss = Gauge("voicebot_rss_bytes", "Resident memory (cell 'front': the front "
+                         "process)", ["cell"], registry=r)
+        self.rss.labels(cell="front").set_function(rss_bytes)
+        self.cell_info = Gauge("voicebot_cell_up", "1 while a cell serves; its CPU and pid",
+                               ["cell", "cpu", "pid"], registry=r)
         for outcome in ("admitted", "refused_full", "refused_slo", "refused_draining"):
             self.calls.labels(outcome=outcome)
         for part in TURN_PARTS:

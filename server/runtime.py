@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Executor
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import webhook
+from server.cells import CellFailed
+from server.runners import JobDropped, JobRunner, VadRunner
 from voicebot import protocol as p
 from voicebot.commands import (
     BargedIn,
@@ -44,7 +45,6 @@ from voicebot.commands import (
     Understand,
 )
 from voicebot.engines.base import Transcript
-from voicebot.jobs import CallJobs
 from voicebot.session import Session
 
 __all__ = ["CallRuntime", "TurnObserver"]
@@ -52,7 +52,6 @@ __all__ = ["CallRuntime", "TurnObserver"]
 log = logging.getLogger(__name__)
 turn_log = logging.getLogger("voicebot.turns")
 
-T = TypeVar("T")
 _LANE_DEPTH = 512  # jobs; ~16 s of 32 ms ASR feeds before the reader waits
 
 
@@ -117,14 +116,14 @@ class CallRuntime:
     """Runs one call: websocket ⇄ Session ⇄ engine jobs."""
 
     def __init__(
-        self, ws: ServerConnection, session: Session, jobs: CallJobs, executor: Executor,
+        self, ws: ServerConnection, session: Session, runner: JobRunner, vad: VadRunner,
         *, observer: TurnObserver | None = None,
     ) -> None:
         self._observer = observer
+        self._runner = runner
+        self._vad = vad
         self._ws = ws
         self._session = session
-        self._jobs = jobs
-        self._executor = executor
         self._loop = asyncio.get_running_loop()
         self._asr, self._nlu, self._tts = _Lane("asr"), _Lane("nlu"), _Lane("tts")
         self._cancelled_replies: set[int] = set()
@@ -168,14 +167,29 @@ class CallRuntime:
             await self.execute(self._session.connection_lost())
             for lane in (self._asr, self._nlu, self._tts):
                 await lane.stop()
-            await self._run(self._jobs.close)
+            await self._runner.close()
 
     async def execute(self, commands: list[Command]) -> None:
         for command in commands:
             await self._handlers[type(command)](command)
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._loop.run_in_executor(self._executor, fn, *args)
+    async def _run(self, method: str, *args: Any, tag: Hashable = None) -> Any:
+        """Run an engine job; a dead cell ends the call (clean close with a reason)."""
+        try:
+            return await self._runner.run(method, *args, tag=tag)
+        except CellFailed:
+            await self._cell_lost()
+            raise
+
+    async def _cell_lost(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        log.error("call %s: its worker cell died; closing the call", self._session.call_id)
+        event = p.ErrorEvent(p.CloseCode.INTERNAL_ERROR, "the worker serving this call failed")
+        await self._send_text(SendText(p.encode_server_event(event)))
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.close(p.CloseCode.INTERNAL_ERROR, "worker cell failed")
 
     # ------------------------------------------------------------------ sending
 
@@ -197,10 +211,11 @@ class CallRuntime:
 
     async def _detect(self, command: DetectSpeech) -> None:
         try:
-            probabilities = await self._run(self._jobs.detect, command.pcm)
+            probabilities = await self._vad.detect(command.pcm)
         except Exception:
             log.exception("call %s: VAD failed; treating audio as silence", self._session.call_id)
-            probabilities = np.zeros(len(command.pcm) // 512, dtype=np.float32)
+            windows = len(command.pcm) // self._vad.window_samples
+            probabilities = np.zeros(windows, dtype=np.float32)
         await self.execute(self._session.speech_probabilities(command.pcm, probabilities))
 
     async def _asr_job(
@@ -208,22 +223,23 @@ class CallRuntime:
         command: StartTranscription | FeedTranscription | CancelTranscription
         | SpeculateTranscription | DiscardSpeculation,
     ) -> None:
-        jobs = self._jobs
         if isinstance(command, StartTranscription):
-            args: tuple[Any, ...] = (jobs.start_transcription, command.utterance,
+            args: tuple[Any, ...] = ("start_transcription", command.utterance,
                                      command.domain, command.pcm)
         elif isinstance(command, FeedTranscription):
-            args = (jobs.feed_transcription, command.utterance, command.pcm)
+            args = ("feed_transcription", command.utterance, command.pcm)
         elif isinstance(command, SpeculateTranscription):
-            args = (jobs.speculate_transcription, command.utterance)
+            args = ("speculate_transcription", command.utterance)
         elif isinstance(command, DiscardSpeculation):
-            args = (jobs.discard_speculation, command.utterance)
+            args = ("discard_speculation", command.utterance)
         else:
-            args = (jobs.cancel_transcription, command.utterance)
+            args = ("cancel_transcription", command.utterance)
 
         async def job() -> None:
             try:
                 await self._run(*args)
+            except CellFailed:
+                return
             except Exception:
                 log.exception("call %s: ASR job failed", self._session.call_id)
 
@@ -236,7 +252,9 @@ class CallRuntime:
         async def job() -> None:
             started = time.perf_counter()
             try:
-                transcript = await self._run(self._jobs.finish_transcription, command.utterance)
+                transcript = await self._run("finish_transcription", command.utterance)
+            except CellFailed:
+                return
             except Exception:
                 log.exception("call %s: ASR failed", self._session.call_id)
                 await self._report("speech recognition failed for this utterance")
@@ -253,8 +271,10 @@ class CallRuntime:
         async def job() -> None:
             started = time.perf_counter()
             try:
-                result = await self._run(self._jobs.understand, command.text, command.domain)
+                result = await self._run("understand", command.text, command.domain)
                 intent, entities = result.intent, result.entities
+            except CellFailed:
+                return
             except Exception:
                 log.exception("call %s: NLU failed", self._session.call_id)
                 await self._report("understanding failed for this turn")
@@ -268,7 +288,10 @@ class CallRuntime:
         async def job() -> None:
             started = time.perf_counter()
             try:
-                pcm = await self._run(self._jobs.synthesize, command.text, command.sample_rate_hz)
+                pcm = await self._run("synthesize", command.text, command.sample_rate_hz,
+                                      command.index, tag=command.reply)
+            except (CellFailed, JobDropped):
+                return
             except Exception:
                 log.exception("call %s: TTS failed", self._session.call_id)
                 await self._report("speech synthesis failed for a sentence")
@@ -285,6 +308,7 @@ class CallRuntime:
     async def _cancel_reply(self, command: CancelReply) -> None:
         self._cancelled_replies.add(command.reply)
         self._tts.dropped.add(command.reply)
+        self._runner.cancel(command.reply)
 
     async def _webhook(self, command: CallWebhook) -> None:
         async def call() -> None:

@@ -31,6 +31,7 @@ from voicebot.engines.base import (
     TranscriptionStream,
 )
 from voicebot.engines.prompt_cache import CachingSynthesizer, static_prompt_sentences
+from voicebot.errors import EngineError
 from voicebot.nlu.entities import extract_entities
 
 __all__ = ["CallJobs", "EngineSet", "Understanding"]
@@ -48,7 +49,8 @@ class Understanding:
 class EngineSet:
     """The models one worker uses, shared by all its calls."""
 
-    detector: SpeechDetector
+    detector: SpeechDetector | None
+    """None where the VAD runs elsewhere (a cell: the front process runs it)."""
     transcriber: Transcriber
     classifier: IntentClassifier
     synthesizer: Synthesizer
@@ -76,9 +78,9 @@ class EngineSet:
         if self.synthesizer.sample_rate_hz != rate and len(speech):
             speech = resample(speech, in_rate_hz=self.synthesizer.sample_rate_hz,
                               out_rate_hz=rate)
-        window = self.detector.window_samples
-        stream = self.detector.open_stream()
-        stream.probabilities(np.zeros(window, dtype=np.int16))
+        if self.detector is not None:
+            stream = self.detector.open_stream()
+            stream.probabilities(np.zeros(self.detector.window_samples, dtype=np.int16))
         asr = self.transcriber.open_stream(domain=domain)
         asr.feed(speech)
         asr.finish()
@@ -90,13 +92,15 @@ class CallJobs:
 
     def __init__(self, engines: EngineSet) -> None:
         self._engines = engines
-        self._vad = engines.detector.open_stream()
+        self._vad = engines.detector.open_stream() if engines.detector is not None else None
         self._asr: dict[int, TranscriptionStream] = {}
         self._speculation: dict[int, Transcript] = {}
         self.speculations_kept = 0
         self.speculations_discarded = 0
 
     def detect(self, pcm: Pcm) -> npt.NDArray[np.float32]:
+        if self._vad is None:
+            raise EngineError("this engine set has no speech detector")
         return self._vad.probabilities(pcm)
 
     def start_transcription(self, utterance: int, domain: str, pcm: Pcm) -> None:
@@ -140,7 +144,8 @@ class CallJobs:
         intent = self._engines.classifier.classify(text, domain=domain)
         return Understanding(intent, extract_entities(text))
 
-    def synthesize(self, text: str, sample_rate_hz: int) -> Pcm:
+    def synthesize(self, text: str, sample_rate_hz: int, index: int = 0) -> Pcm:
+        """One sentence at the call's rate (``index``: its place in the reply, for schedulers)."""
         synth = self._engines.synthesizer
         pcm = synth.synthesize(text)
         if synth.sample_rate_hz == sample_rate_hz or not len(pcm):

@@ -144,7 +144,8 @@ def build_engine_set(
     prompt_cache_dir: Path | None = None,
     prompt_cache_bytes: int = 64 * 1024 * 1024,
 ) -> EngineSet:
-    """Build the four engines named in ``names`` (kind → engine name).
+    """Build the four engines named in ``names`` (kind → engine name); vad ``none``
+    builds no detector (a cell's set: the front process runs the VAD).
 
     The synthesizer is wrapped in a prompt cache (memory, plus disk under
     ``prompt_cache_dir`` when given): a scenario's static prompts are
@@ -152,7 +153,11 @@ def build_engine_set(
     """
     from voicebot.engines.prompt_cache import CachingSynthesizer
 
-    built = {kind: build_engine(kind, names[kind], options[kind]) for kind in _FACTORIES}
+    built: dict[str, Any] = {
+        kind: None if kind == "vad" and names[kind] == "none"
+        else build_engine(kind, names[kind], options[kind])
+        for kind in _FACTORIES
+    }
     synthesizer = CachingSynthesizer(
         built["tts"], cache_dir=prompt_cache_dir, max_memory_bytes=prompt_cache_bytes
     )
