@@ -14,6 +14,8 @@ import datetime as dt
 import json
 import logging
 import platform
+import re
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,16 +121,23 @@ async def _one_call(texts: tuple[str, ...], url: str, audio: Audio) -> list[Turn
     return reports
 
 
-async def _latency(url: str, repeat: int, audio: Audio) -> dict[str, Any]:
+async def _latency(url: str, repeat: int, audio: Audio, concurrency: int) -> dict[str, Any]:
+    """Each demo call ``repeat`` times, ``concurrency`` copies of it at once."""
     greeting: list[float] = []
     turns: list[float] = []
+    failed = 0
     for _ in range(repeat):
         for texts in DEMO_CALLS:
-            reports = await _one_call(texts, url, audio)
-            greeting += [r.latency_ms for r in reports[:1] if r.latency_ms is not None]
-            turns += [r.latency_ms for r in reports[1:] if r.latency_ms is not None]
+            rounds = await asyncio.gather(*(_one_call(texts, url, audio)
+                                            for _ in range(concurrency)))
+            for reports in rounds:
+                greeting += [r.latency_ms for r in reports[:1] if r.latency_ms is not None]
+                turns += [r.latency_ms for r in reports[1:] if r.latency_ms is not None]
+                failed += any((r.end or "").startswith(("error", "timeout")) for r in reports)
     return {
         "audio": audio.label,
+        "concurrent_calls": concurrency,
+        "failed_calls": failed,
         "turns": len(turns),
         "turn_p50_ms": _percentile(turns, 0.5),
         "turn_p95_ms": _percentile(turns, 0.95),
@@ -162,15 +171,27 @@ DEFAULT_STACK = ("real: pocketsphinx en-us (scenario LM), MiniLM-L6 int8 ONNX, e
                  "Silero VAD v6")
 
 
+def _rss_mb(url: str) -> dict[str, float]:
+    """Resident memory per cell (and of the front process), from the server's /metrics."""
+    http = url.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{http}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    found = re.findall(r'^voicebot_rss_bytes\{cell="([^"]+)"\} (\S+)$', text, re.MULTILINE)
+    return {cell: round(float(v) / 2**20, 1) for cell, v in found if v != "NaN"}
+
+
 def run_bench(*, url: str, repeat: int, out_dir: Path, server_pid: int | None,
               concurrency: int = 2, stack: str = DEFAULT_STACK, name: str = "first-call",
-              accuracy: bool = True) -> dict[str, Any]:
+              accuracy: bool = True, calls_at_once: int = 1) -> dict[str, Any]:
     """Run the benchmark against ``url``; ``accuracy=False`` measures latency only
     (for stacks whose models are synthetic, where accuracy means nothing)."""
     wide, narrow = Audio("pcm16", 16000), Audio("mulaw", 8000)
 
     async def main() -> dict[str, Any]:
-        results: dict[str, Any] = {"latency": [await _latency(url, repeat, wide)],
+        results: dict[str, Any] = {"latency": [await _latency(url, repeat, wide, calls_at_once)],
                                    "accuracy": [], "out_of_domain": []}
         if accuracy:
             results["accuracy"] = [await _accuracy(url, a, concurrency, PHRASINGS)
@@ -180,6 +201,7 @@ def run_bench(*, url: str, repeat: int, out_dir: Path, server_pid: int | None,
         return results
 
     results = asyncio.run(main())
+    results["rss_mb"] = _rss_mb(url)
     results["meta"] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": _cpu_model(),
@@ -201,14 +223,16 @@ def _markdown(r: dict[str, Any]) -> str:
         "# Call benchmark", "",
         f"- date: {m['date']}", f"- CPU: {m['cpu']}", f"- pinning: {m['pinning']}",
         f"- models: {m['models']}", f"- caller speech: {m['caller_speech']}",
-        f"- latency: {m['latency_definition']}; calls one at a time", "",
-        "| audio | turns | turn p50 ms | turn p95 ms | turn max ms | greeting p50 ms "
-        "| greeting p95 ms |",
-        "|---|---|---|---|---|---|---|",
+        f"- latency: {m['latency_definition']}",
+        f"- resident memory after the run (MB): {r.get('rss_mb') or 'n/a'}", "",
+        "| audio | calls at once | turns | turn p50 ms | turn p95 ms | turn max ms "
+        "| greeting p50 ms | greeting p95 ms | failed calls |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {x['audio']} | {x['turns']} | {x['turn_p50_ms']:.0f} | {x['turn_p95_ms']:.0f} "
-        f"| {x['turn_max_ms']:.0f} | {x['greeting_p50_ms']:.0f} | {x['greeting_p95_ms']:.0f} |"
+        f"| {x['audio']} | {x['concurrent_calls']} | {x['turns']} | {x['turn_p50_ms']:.0f} "
+        f"| {x['turn_p95_ms']:.0f} | {x['turn_max_ms']:.0f} | {x['greeting_p50_ms']:.0f} "
+        f"| {x['greeting_p95_ms']:.0f} | {x['failed_calls']} |"
         for x in r["latency"]
     ]
     if not r["accuracy"]:

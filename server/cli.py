@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out-dir", type=Path, default=Path("docs/benchmarks"))
     bench.add_argument("--name", default="first-call", help="report file name (no suffix)")
     bench.add_argument("--stack", default=None, help="models label for the report")
+    bench.add_argument("--calls-at-once", type=int, default=1,
+                       help="concurrent copies of each demo call in the latency runs")
     bench.add_argument("--latency-only", action="store_true",
                        help="skip intent accuracy (for synthetic models)")
 
@@ -138,7 +140,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     run_bench(url=args.url, repeat=args.repeat, out_dir=args.out_dir,
               server_pid=args.server_pid, stack=args.stack or DEFAULT_STACK, name=args.name,
-              accuracy=not args.latency_only)
+              accuracy=not args.latency_only, calls_at_once=args.calls_at_once)
     return 0
 
 
