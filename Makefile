@@ -10,7 +10,7 @@ SERVER_CPU ?= 0
 CLIENT_CPU ?= 1
 BENCH_PORT ?= 8790
 
-.PHONY: serve test lint typecheck unit install demo bench-calls clean
+.PHONY: serve test lint typecheck unit install demo bench-calls bench-engines clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-calls: $(STAMP)
 	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
 	taskset -c $(CLIENT_CPU) $(VENV)/bin/voicebot bench calls --url ws://127.0.0.1:$(BENCH_PORT) \
 		--server-pid $$pid $(BENCH_ARGS); rc=$$?; kill $$pid; wait $$pid; exit $$rc
+
+## make bench-engines: every engine pinned to one core, one thread; docs/benchmarks/engines.md
+bench-engines: $(STAMP)
+	$(VENV)/bin/voicebot bench engines --cpu $(CLIENT_CPU)
 
 ## make demo: the lost-card call against a running `make serve`.
 demo: $(STAMP)

@@ -60,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="caller's pause after the bot stops speaking")
     call.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
     bench = sub.add_parser("bench", help="benchmarks against a running server")
-    bench.add_argument("what", choices=("calls",), help="calls: turn latency and intent accuracy")
+    bench.add_argument("what", choices=("calls", "engines"),
+                       help="calls: turn latency and intent accuracy against a running server; "
+                            "engines: each engine pinned to one core, one thread")
+    bench.add_argument("--cpu", type=int, default=1, help="engines: the core to pin to")
+    bench.add_argument("--quick", action="store_true", help="engines: one pass per case")
+    bench.add_argument("--config", type=Path, default=None, help="engines: for models_dir")
     bench.add_argument("--url", default="ws://127.0.0.1:8765")
     bench.add_argument("--repeat", type=int, default=2, help="rounds of the demo calls")
     bench.add_argument("--server-pid", type=int, default=None, help="to report its pinning")
@@ -136,6 +141,14 @@ def _bench(args: argparse.Namespace) -> int:
     from server.bench import run_bench
 
     _configure_logging(args.log_level or "WARNING")
+    if args.what == "engines":
+        from server.bench_engines import run_engine_bench
+        from server.config import load_config
+
+        config = load_config(args.config)
+        run_engine_bench(out_dir=args.out_dir, models_dir=config.models_dir, cpu=args.cpu,
+                         quick=args.quick)
+        return 0
     from server.bench import DEFAULT_STACK
 
     run_bench(url=args.url, repeat=args.repeat, out_dir=args.out_dir,
