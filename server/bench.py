@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import InvalidStatus
+
 from server.client import CallerTurn, CallOptions, TurnReport, place_call, prepare_turns
 
 __all__ = ["DEMO_CALLS", "OUT_OF_DOMAIN", "PHRASINGS", "run_bench"]
@@ -113,11 +115,17 @@ def _pinning(pid: int | None) -> str:
     return "unknown"
 
 
-async def _one_call(texts: tuple[str, ...], url: str, audio: Audio) -> list[TurnReport]:
+async def _one_call(texts: tuple[str, ...], url: str, audio: Audio) -> list[TurnReport] | None:
+    """One call's reports; None when the server refused it (HTTP 503 at the handshake)."""
     options = CallOptions(url=url, encoding=audio.encoding, sample_rate_hz=audio.sample_rate_hz)
     turns = [CallerTurn("text", t) for t in texts]
     prepared = await asyncio.to_thread(prepare_turns, turns, options)
-    reports, _ = await place_call(prepared, options)
+    try:
+        reports, _ = await place_call(prepared, options)
+    except InvalidStatus as exc:
+        if exc.response.status_code != 503:
+            raise
+        return None
     return reports
 
 
@@ -125,12 +133,15 @@ async def _latency(url: str, repeat: int, audio: Audio, concurrency: int) -> dic
     """Each demo call ``repeat`` times, ``concurrency`` copies of it at once."""
     greeting: list[float] = []
     turns: list[float] = []
-    failed = 0
+    failed = refused = 0
     for _ in range(repeat):
         for texts in DEMO_CALLS:
             rounds = await asyncio.gather(*(_one_call(texts, url, audio)
                                             for _ in range(concurrency)))
             for reports in rounds:
+                if reports is None:
+                    refused += 1
+                    continue
                 greeting += [r.latency_ms for r in reports[:1] if r.latency_ms is not None]
                 turns += [r.latency_ms for r in reports[1:] if r.latency_ms is not None]
                 failed += any((r.end or "").startswith(("error", "timeout")) for r in reports)
@@ -138,6 +149,7 @@ async def _latency(url: str, repeat: int, audio: Audio, concurrency: int) -> dic
         "audio": audio.label,
         "concurrent_calls": concurrency,
         "failed_calls": failed,
+        "refused_calls": refused,
         "turns": len(turns),
         "turn_p50_ms": _percentile(turns, 0.5),
         "turn_p95_ms": _percentile(turns, 0.95),
@@ -156,7 +168,7 @@ async def _accuracy(url: str, audio: Audio, concurrency: int,
     async def one(text: str, expected: str) -> None:
         async with gate:
             reports = await _one_call((text,), url, audio)
-        got = reports[1] if len(reports) > 1 else TurnReport(turn=1)
+        got = reports[1] if reports and len(reports) > 1 else TurnReport(turn=1)
         rows.append({"text": text, "expected": expected, "transcript": got.transcript,
                      "intent": got.intent, "confidence": got.confidence,
                      "correct": got.intent == expected})
@@ -226,13 +238,13 @@ def _markdown(r: dict[str, Any]) -> str:
         f"- latency: {m['latency_definition']}",
         f"- resident memory after the run (MB): {r.get('rss_mb') or 'n/a'}", "",
         "| audio | calls at once | turns | turn p50 ms | turn p95 ms | turn max ms "
-        "| greeting p50 ms | greeting p95 ms | failed calls |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| greeting p50 ms | greeting p95 ms | failed calls | refused calls |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {x['audio']} | {x['concurrent_calls']} | {x['turns']} | {x['turn_p50_ms']:.0f} "
         f"| {x['turn_p95_ms']:.0f} | {x['turn_max_ms']:.0f} | {x['greeting_p50_ms']:.0f} "
-        f"| {x['greeting_p95_ms']:.0f} | {x['failed_calls']} |"
+        f"| {x['greeting_p95_ms']:.0f} | {x['failed_calls']} | {x['refused_calls']} |"
         for x in r["latency"]
     ]
     if not r["accuracy"]:
