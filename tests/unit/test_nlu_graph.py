@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import math
 import os
 import shutil
@@ -9,12 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import pytest
 from tokenizers import Tokenizer
 
 from voicebot.errors import EngineUnavailableError, ModelBuildError
 from voicebot.nlu.embedder import MiniLmEmbedder
-from voicebot.nlu.onnx_graph import NluModelPaths, build_models
+from voicebot.nlu.onnx_graph import (
+    FP32_MATMULS,
+    NluModelPaths,
+    build_graph,
+    build_models,
+    fuse_graph,
+    smooth_graph,
+)
 from voicebot.nlu.reference import erf, reference_embed
 from voicebot.nlu.weights import BertConfig, MiniLmWeights, find_weights_dir, load_weights
 
@@ -64,10 +74,13 @@ def _batch(paths: NluModelPaths) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
     return ids, mask
 
 
-def _run(model: Path, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> np.ndarray:
+def _run(
+    model: Path | onnx.ModelProto, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]
+) -> np.ndarray:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     (out,) = session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
     return np.asarray(out)
 
@@ -182,3 +195,81 @@ def test_embedder(paths: NluModelPaths, tmp_path_factory: pytest.TempPathFactory
         embedder.embed("a str is not a batch")
     with pytest.raises(ValueError):
         MiniLmEmbedder(model_path=paths.int8_model, tokenizer_path=paths.tokenizer, threads=0)
+
+
+def _op_counts(model: Path | onnx.ModelProto) -> collections.Counter[str]:
+    proto = onnx.load(str(model)) if isinstance(model, Path) else model
+    return collections.Counter(node.op_type for node in proto.graph.node)
+
+
+def test_fp32_model_is_fused(paths: NluModelPaths) -> None:
+    ops = _op_counts(paths.fp32_model)
+    assert ops["Attention"] == 6 and ops["BiasGelu"] == 6
+    assert ops["SkipLayerNormalization"] == 13  # embeddings + 2 per layer
+    assert not {"Softmax", "Erf", "LayerNormalization", "Transpose"} & set(ops)
+    assert ops["ReduceL2"] == 1  # pooling and normalization stay in the graph
+    proto = onnx.load(str(paths.fp32_model))
+    assert [(i.name, i.type.tensor_type.elem_type) for i in proto.graph.input] == [
+        ("input_ids", onnx.TensorProto.INT64),
+        ("attention_mask", onnx.TensorProto.INT64),
+    ]
+
+
+def test_int8_model_is_fused_smoothed_and_per_channel(paths: NluModelPaths) -> None:
+    proto = onnx.load(str(paths.int8_model))
+    ops = _op_counts(proto)
+    assert ops["QAttention"] == 6 and "Attention" not in ops
+    assert ops["MatMul"] == len(FP32_MATMULS)  # every other projection is integer
+    names = {node.name for node in proto.graph.node}
+    assert {f"l{i}.{kind}.smooth" for i in range(6) for kind in ("attn_in", "ffn_in")} <= names
+    kept = [n for n in proto.graph.node if n.name in FP32_MATMULS]
+    assert [n.op_type for n in kept] == ["MatMul"] * len(FP32_MATMULS)
+    inits = {init.name: init for init in proto.graph.initializer}
+    for node in proto.graph.node:  # weight scales: one per output channel
+        if node.op_type == "QAttention":
+            assert list(inits[node.input[4]].dims) == [3 * 384]
+        if node.op_type == "MatMulInteger":
+            assert len(inits[node.input[3]].dims) == 1 and inits[node.input[3]].dims[0] >= 384
+
+
+def test_fusion_is_exact(weights: MiniLmWeights, paths: NluModelPaths) -> None:
+    ids, mask = _batch(paths)
+    plain = build_graph(weights)
+    fused = fuse_graph(build_graph(weights), config=weights.config)
+    cosines = (_run(plain, ids, mask) * _run(fused, ids, mask)).sum(axis=1)
+    assert cosines.min() >= 0.99999
+
+
+def test_fusion_that_does_not_apply_is_logged(
+    weights: MiniLmWeights, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = dataclasses.replace(weights.config, num_layers=7)
+    fuse_graph(build_graph(weights), config=wrong)
+    assert "fused fewer MiniLM ops than expected" in caplog.text
+
+
+def test_smoothing_is_exact_on_plain_and_fused_graphs(
+    weights: MiniLmWeights, paths: NluModelPaths
+) -> None:
+    ids, mask = _batch(paths)
+    rng = np.random.default_rng(7)
+    keys = [f"l{i}.{kind}" for i in range(6) for kind in ("attn_in", "ffn_in")]
+    scales = {key: rng.uniform(0.1, 10.0, 384).astype(np.float32) for key in keys}
+    expected = _run(build_graph(weights), ids, mask)
+    for graph in (build_graph(weights), fuse_graph(build_graph(weights), config=weights.config)):
+        smoothed = smooth_graph(graph, scales)
+        assert (_run(smoothed, ids, mask) * expected).sum(axis=1).min() >= 0.99999
+    with pytest.raises(ModelBuildError):
+        smooth_graph(build_graph(weights), {"no.such.probe": scales[keys[0]]})
+
+
+def test_mask_holes_follow_the_oracle(paths: NluModelPaths, weights: MiniLmWeights) -> None:
+    """The fused attention takes the raw 2-D mask: padding need not be at the end."""
+    ids, mask = _batch(paths)
+    holes = mask.copy()
+    holes[1, 3:6] = 0  # masked tokens in the middle of a sentence
+    holes[0, 1] = 0
+    expected = reference_embed(weights, ids, holes)
+    for model in (paths.fp32_model, paths.int8_model):
+        cosines = (_run(model, ids, holes) * expected).sum(axis=1)
+        assert cosines.min() >= (0.999 if model == paths.fp32_model else 0.98)

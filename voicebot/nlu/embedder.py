@@ -1,7 +1,9 @@
 """MiniLM-L6 sentence embeddings with onnxruntime: tokenize, run, done.
 
-The ONNX graph (:mod:`voicebot.nlu.onnx_graph`) already mean-pools and
-L2-normalizes, so the only Python work per call is tokenizing.  The session is
+The ONNX graph (:mod:`voicebot.nlu.onnx_graph`, fused at build time into
+onnxruntime's ``Attention`` / ``SkipLayerNormalization`` / ``BiasGelu`` CPU ops)
+already mean-pools and L2-normalizes, so the only Python work per call is
+tokenizing.  The session is
 configured for a server that schedules its own threads: ``threads`` intra-op
 threads (1 by default), one inter-op thread, sequential execution and no
 spinning (idle pool threads sleep instead of burning a core).  Texts are
