@@ -2,7 +2,10 @@
 
 ``/healthz`` answers 200 while the process serves; ``/readyz`` answers 200 once
 engines and scenarios are loaded and while new calls are accepted (503 while
-full or shutting down).  Every other path is a websocket call.
+full or shutting down).  ``/`` is a websocket call whose provider (or native
+protocol) is detected from its first message; ``/native``, ``/twilio``,
+``/vonage``, ``/telnyx``, ``/exotel``, ``/freeswitch``, ``/jambonz`` and
+``/asterisk`` name it.  Any other path is 404.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import http
+import json
 import logging
 import signal
 import time
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from server.admission import Admission, AdmissionConfig
@@ -30,20 +35,30 @@ from server.config import ServerConfig
 from server.metrics import CONTENT_TYPE, Metrics, rss_bytes
 from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from server.runtime import CallRuntime
+from server.transports import (
+    SUBPROTOCOLS,
+    NativeTransport,
+    ProviderTransport,
+    Transport,
+    provider_for_path,
+    select_subprotocol,
+)
 from voicebot.dialog.loader import load_scenarios
 from voicebot.dialog.scenario import Scenario
 from voicebot.engines.base import SpeechDetector
 from voicebot.engines.registry import EngineOptions, build_engine, build_engine_set
 from voicebot.errors import ConfigError
 from voicebot.jobs import CallJobs, EngineSet
-from voicebot.protocol import CloseCode
+from voicebot.protocol import CloseCode, ErrorEvent, encode_server_event
 from voicebot.session import Session, SessionConfig
+from voicebot.telephony import NATIVE, codec_for, detect_provider
 
 __all__ = ["App", "load_app", "run_server"]
 
 log = logging.getLogger(__name__)
 
 _RETRY_AFTER_S = 5
+_FIRST_MESSAGE_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -77,6 +92,8 @@ class App:
             headers = Headers([("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
                                ("Connection", "close")])
             return Response(http.HTTPStatus.OK, "OK", headers, body)
+        if not provider_for_path(path)[0]:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, f"no call endpoint at {path}\n")
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return None  # websockets answers 426
         refusal = self.admission.refusal()
@@ -115,10 +132,49 @@ class App:
         assert self.engines is not None
         return LocalRunner(CallJobs(self.engines), self.executor), "0"
 
+    async def _provider(self, ws: ServerConnection) -> tuple[str | None, str | bytes | None]:
+        """The call's provider (by path, else by its first message) and that message."""
+        path = ws.request.path if ws.request is not None else "/"
+        provider = provider_for_path(path)[1]
+        if provider is not None:
+            return provider, None
+        subprotocol = ws.subprotocol
+        if subprotocol in SUBPROTOCOLS:
+            return detect_provider("", subprotocol=subprotocol), None
+        try:
+            first = await asyncio.wait_for(ws.recv(), _FIRST_MESSAGE_TIMEOUT_S)
+        except (TimeoutError, ConnectionClosed):
+            return None, None
+        provider = detect_provider(first)
+        if provider is None and (isinstance(first, bytes) or _has_type(first)):
+            provider = NATIVE  # a native client's mistake: its own protocol explains it
+        return provider, first
+
+    def _transport(
+        self, ws: ServerConnection, provider: str
+    ) -> tuple[Session, Transport]:
+        if provider == NATIVE:
+            session = Session(scenarios=self.scenarios, config=self.session_config)
+            return session, NativeTransport(ws, session)
+        codec = codec_for(provider)
+        session = Session(scenarios=self.scenarios, config=self.session_config,
+                          marks=codec.has_marks)
+        return session, ProviderTransport(ws, session, codec)
+
     async def handle(self, ws: ServerConnection) -> None:
         started = time.perf_counter()
         dialog = uuid.uuid4().hex
-        session = Session(scenarios=self.scenarios, config=self.session_config)
+        provider, first = await self._provider(ws)
+        if provider is None:
+            self._release(ws)
+            reason = ("cannot tell the protocol or provider from the first message; "
+                      "use /native, /twilio, /vonage, ...")
+            with contextlib.suppress(ConnectionClosed):
+                if first is not None:
+                    await ws.send(encode_server_event(ErrorEvent(CloseCode.BAD_MESSAGE, reason)))
+                await ws.close(CloseCode.BAD_MESSAGE, reason)
+            return
+        session, transport = self._transport(ws, provider)
         try:
             runner, cell_name = self._runner(dialog)
         except CellFailed as exc:
@@ -128,9 +184,9 @@ class App:
         cell = self.metrics.active_dialogs.labels(cell=cell_name)
         cell.inc()
         vad = VadRunner(self.detector, self.executor)
-        runtime = CallRuntime(ws, session, runner, vad, observer=self)
+        runtime = CallRuntime(ws, session, runner, vad, observer=self, transport=transport)
         try:
-            await runtime.run()
+            await runtime.run(first)
         except Exception:
             log.exception("call %s: internal error", session.call_id)
             await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
@@ -138,8 +194,9 @@ class App:
             cell.dec()
             self._release(ws)
             log.info(
-                "call %s ended after %.1f s on cell %s (close code %s)",
-                session.call_id, time.perf_counter() - started, cell_name, ws.close_code,
+                "call %s (%s) ended after %.1f s on cell %s (close code %s)",
+                session.call_id, provider, time.perf_counter() - started, cell_name,
+                ws.close_code,
             )
 
     # ------------------------------------------------------------------ TurnObserver
@@ -218,6 +275,15 @@ def load_app(config: ServerConfig) -> App:
     return App(config, detector, engines, pool, scenarios, executor, session_config, admission)
 
 
+def _has_type(text: str) -> bool:
+    """Whether ``text`` is a JSON object with a ``type`` (the native protocol's shape)."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and "type" in obj
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -243,6 +309,7 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
         max_queue=64,
         process_request=app.process_request,
         process_response=app.process_response,
+        select_subprotocol=select_subprotocol,
         compression=None,
         ping_interval=20,
         ping_timeout=20,

@@ -1,4 +1,4 @@
-"""The ``voicebot`` command: ``serve`` and ``call``."""
+"""The ``voicebot`` command: ``serve``, ``call``, ``simulate``, ``bench`` and ``models``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--pause-ms", type=int, default=400,
                       help="caller's pause after the bot stops speaking")
     call.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
+    sim = sub.add_parser("simulate", help="play a telephony provider's side of a call and "
+                         "print one JSON line per turn")
+    sim.add_argument("provider", choices=("twilio", "telnyx", "exotel", "vonage", "asterisk",
+                                          "jambonz", "freeswitch"))
+    sim.add_argument("--url", default="ws://127.0.0.1:8765",
+                     help="the server; /PROVIDER is appended unless --auto-detect")
+    sim.add_argument("--auto-detect", action="store_true",
+                     help="connect to --url as given (the server detects the provider)")
+    sim.add_argument("--scenario", default=None)
+    sim.add_argument("--wav", action=_TurnAction, help="a caller turn from a WAV file")
+    sim.add_argument("--text", action=_TurnAction, help="a caller turn spoken by espeak-ng")
+    sim.add_argument("--dtmf", action=_TurnAction, help="a caller turn typed on the keypad")
+    sim.add_argument("--pause-ms", type=int, default=400,
+                     help="caller's pause after the bot stops speaking")
+    sim.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
     bench = sub.add_parser("bench", help="benchmarks against a running server")
     bench.add_argument("what", choices=("calls", "engines"),
                        help="calls: turn latency and intent accuracy against a running server; "
@@ -137,6 +152,16 @@ def _call(args: argparse.Namespace) -> int:
     return run_call(turns, options, out=args.out)
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from server.simulate import SimOptions, run_simulation
+
+    _configure_logging(args.log_level or "WARNING")
+    options = SimOptions(provider=args.provider, url=args.url, scenario=args.scenario,
+                         pause_ms=args.pause_ms, turn_timeout_s=args.timeout_s,
+                         auto_detect=args.auto_detect)
+    return run_simulation(getattr(args, "turns", None) or [], options)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from server.bench import run_bench
 
@@ -171,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(var, "1")
     args = _parser().parse_args(argv)
     try:
-        handlers = {"serve": _serve, "call": _call, "bench": _bench, "models": _models}
+        handlers = {"serve": _serve, "call": _call, "simulate": _simulate, "bench": _bench,
+                    "models": _models}
         return handlers[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from server import webhook
 from server.cells import CellFailed
 from server.runners import JobDropped, JobRunner, VadRunner
+from server.transports import NativeTransport, Transport
 from voicebot import protocol as p
 from voicebot.commands import (
     BargedIn,
@@ -36,9 +37,10 @@ from voicebot.commands import (
     DiscardSpeculation,
     FeedTranscription,
     FinishTranscription,
+    Mark,
     ReplyStarted,
     SendAudio,
-    SendText,
+    SendEvent,
     SpeculateTranscription,
     StartTranscription,
     Synthesize,
@@ -117,8 +119,9 @@ class CallRuntime:
 
     def __init__(
         self, ws: ServerConnection, session: Session, runner: JobRunner, vad: VadRunner,
-        *, observer: TurnObserver | None = None,
+        *, observer: TurnObserver | None = None, transport: Transport | None = None,
     ) -> None:
+        self._transport: Transport = transport or NativeTransport(ws, session)
         self._observer = observer
         self._runner = runner
         self._vad = vad
@@ -131,8 +134,9 @@ class CallRuntime:
         self._input_end = 0.0  # wall time the caller's last input ended (speech or key)
         self._timings: dict[str, float] = {}
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
-            SendText: self._send_text,
+            SendEvent: self._send_event,
             SendAudio: self._send_audio,
+            Mark: self._mark,
             CloseConnection: self._close,
             DetectSpeech: self._detect,
             StartTranscription: self._asr_job,
@@ -149,25 +153,33 @@ class CallRuntime:
             BargedIn: self._barged_in,
         }
 
-    async def run(self) -> None:
+    async def run(self, first: str | bytes | None = None) -> None:
+        """Serve the call; ``first`` is a message already read (provider detection)."""
         for lane in (self._asr, self._nlu, self._tts):
             lane.start()
+        self._transport.start()
         try:
-            async for message in self._ws:
-                if isinstance(message, str):
-                    self._input_end = self._loop.time()  # start, dtmf: the turn's input
-                    await self.execute(self._session.receive_text(message))
-                else:
-                    await self.execute(self._session.receive_bytes(message))
-                if self._closing:
-                    break
+            if first is not None:
+                await self._receive(first)
+            if not self._closing:
+                async for message in self._ws:
+                    await self._receive(message)
+                    if self._closing:
+                        break
         except ConnectionClosed:
             pass
         finally:
             await self.execute(self._session.connection_lost())
+            await self._transport.stop()
             for lane in (self._asr, self._nlu, self._tts):
                 await lane.stop()
             await self._runner.close()
+
+    async def _receive(self, message: str | bytes) -> None:
+        commands = self._transport.receive(message)
+        if self._transport.input_event:
+            self._input_end = self._loop.time()  # start, dtmf: the turn's input
+        await self.execute(commands)
 
     async def execute(self, commands: list[Command]) -> None:
         for command in commands:
@@ -187,25 +199,32 @@ class CallRuntime:
         self._closing = True
         log.error("call %s: its worker cell died; closing the call", self._session.call_id)
         event = p.ErrorEvent(p.CloseCode.INTERNAL_ERROR, "the worker serving this call failed")
-        await self._send_text(SendText(p.encode_server_event(event)))
+        await self._send_event(SendEvent(event))
         with contextlib.suppress(ConnectionClosed):
-            await self._ws.close(p.CloseCode.INTERNAL_ERROR, "worker cell failed")
+            await self._transport.close(p.CloseCode.INTERNAL_ERROR, "worker cell failed")
 
     # ------------------------------------------------------------------ sending
 
-    async def _send_text(self, command: SendText) -> None:
+    async def _send_event(self, command: SendEvent) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(command.text)
+            await self._transport.send_event(command.event)
 
     async def _send_audio(self, command: SendAudio) -> None:
         if command.reply in self._cancelled_replies:
             return
         with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(command.data)
+            await self._transport.send_audio(command.data)
+
+    async def _mark(self, command: Mark) -> None:
+        if command.reply in self._cancelled_replies:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self._transport.send_mark(command.name)
 
     async def _close(self, command: CloseConnection) -> None:
         self._closing = True
-        await self._ws.close(command.code, command.reason)
+        with contextlib.suppress(ConnectionClosed):
+            await self._transport.close(command.code, command.reason)
 
     # ------------------------------------------------------------------ engine jobs
 
@@ -321,7 +340,7 @@ class CallRuntime:
 
     async def _report(self, message: str) -> None:
         event = p.ErrorEvent(p.CloseCode.INTERNAL_ERROR, message, fatal=False)
-        await self._send_text(SendText(p.encode_server_event(event)))
+        await self._send_event(SendEvent(event))
 
     # ------------------------------------------------------------------ turn log
 
@@ -332,6 +351,9 @@ class CallRuntime:
     async def _barged_in(self, command: BargedIn) -> None:
         if self._observer is not None:
             self._observer.barge_in()
+        turn_log.info("call=%s barge_in reply=%d heard_sentences=%d heard_ms=%d unheard=%r",
+                      self._session.call_id, command.reply, command.heard_sentences,
+                      command.heard_ms, command.unheard)
 
     async def _reply_started(self, command: ReplyStarted) -> None:
         latency_ms = (self._loop.time() - self._input_end) * 1000

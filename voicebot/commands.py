@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from voicebot.engines.base import Pcm
+from voicebot.protocol import ServerEvent
 
 __all__ = [
     "BargedIn",
@@ -24,9 +25,10 @@ __all__ = [
     "DiscardSpeculation",
     "FeedTranscription",
     "FinishTranscription",
+    "Mark",
     "ReplyStarted",
     "SendAudio",
-    "SendText",
+    "SendEvent",
     "SpeculateTranscription",
     "StartTranscription",
     "Synthesize",
@@ -35,10 +37,24 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class SendText:
-    """Send a JSON control frame."""
+class SendEvent:
+    """Send a server event; the call's transport encodes it (native JSON, or the
+    provider's message, or nothing where the provider has no such message)."""
 
-    text: str
+    event: ServerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Sentence ``index`` of ``reply`` was sent: ask to be told when it has played.
+
+    Transports whose provider has marks send one named ``name``; the provider's
+    echo comes back through ``Session.mark_played``.  Native sends nothing.
+    """
+
+    reply: int
+    index: int
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +172,13 @@ class CallWebhook:
 
 @dataclass(frozen=True, slots=True)
 class BargedIn:
-    """The caller interrupted ``reply`` (for metrics; ``clear`` is already among the sends)."""
+    """The caller interrupted ``reply`` (for metrics and the turn log; ``clear`` is
+    already among the sends): ``heard_sentences`` of it, ``heard_ms`` of audio, were heard."""
 
     reply: int
+    heard_sentences: int = 0
+    heard_ms: int = 0
+    unheard: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +198,9 @@ class ReplyStarted:
 
 
 Command: TypeAlias = (
-    SendText
+    SendEvent
     | SendAudio
+    | Mark
     | CloseConnection
     | DetectSpeech
     | StartTranscription

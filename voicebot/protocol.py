@@ -235,11 +235,16 @@ class BotSpeechStart:
 
 @dataclass(frozen=True, slots=True)
 class BotSpeechEnd:
+    """The bot stopped speaking; when ``interrupted``, ``heard_sentences`` and
+    ``heard_ms`` say how much of the reply the caller heard (omitted otherwise)."""
+
     type: ClassVar[str] = "speech_end"
     reply: int
     text: str
     interrupted: bool = False
     audio_ms: int = 0
+    heard_sentences: int | None = None
+    heard_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,9 +311,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_OMIT_WHEN_NONE = frozenset({"heard_sentences", "heard_ms"})
+
+
 def encode_server_event(event: ServerEvent) -> str:
-    """Serialize a server event to its JSON text frame."""
-    body = {k: _clean(v) for k, v in asdict(event).items()}
+    """Serialize a server event to its JSON text frame (optional fields left out when unset)."""
+    body = {k: _clean(v) for k, v in asdict(event).items()
+            if v is not None or k not in _OMIT_WHEN_NONE}
     return json.dumps({"type": event.type, **body}, separators=(",", ":"))
 
 

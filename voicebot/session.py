@@ -1,7 +1,8 @@
 """The per-call state machine: sans-I/O, like python-websockets' protocol objects.
 
-A :class:`Session` takes client frames (``receive_text`` / ``receive_bytes``)
-and engine results (``speech_probabilities``, ``transcribed``, ``understood``,
+A :class:`Session` takes client inputs (``receive_message`` / ``receive_audio``,
+``mark_played``, ``protocol_error``; ``receive_text`` / ``receive_bytes`` decode
+native frames first) and engine results (``speech_probabilities``, ``transcribed``, ``understood``,
 ``synthesized``, ``webhook_result``) and returns :mod:`voicebot.commands` for
 its runtime to carry out.  It never awaits, sleeps, reads the clock or runs a
 model: time is counted in audio samples received from the caller.
@@ -29,9 +30,10 @@ from voicebot.commands import (
     DiscardSpeculation,
     FeedTranscription,
     FinishTranscription,
+    Mark,
     ReplyStarted,
     SendAudio,
-    SendText,
+    SendEvent,
     SpeculateTranscription,
     StartTranscription,
     Synthesize,
@@ -42,6 +44,7 @@ from voicebot.dialog.scenario import Scenario
 from voicebot.engines.base import EntityValue, IntentResult, Pcm, Transcript
 from voicebot.errors import ProtocolError
 from voicebot.nlu.entities import digits_from_dtmf
+from voicebot.playback import Playback, mark_name, parse_mark
 from voicebot.text import split_sentences
 from voicebot.vad.endpointer import (
     EndpointConfig,
@@ -79,6 +82,7 @@ class _Reply:
     sentences: list[str]
     final: EndCall | None
     log: ReplyStarted
+    playback: Playback
     sent: int = 0  # sentences whose audio went out
     started: bool = False
     pending: dict[int, Pcm] = field(default_factory=dict)
@@ -94,8 +98,13 @@ class _Turn:
 class Session:
     """One call, from the ``start`` message to the close."""
 
-    def __init__(self, *, scenarios: Mapping[str, Scenario], config: SessionConfig) -> None:
+    def __init__(
+        self, *, scenarios: Mapping[str, Scenario], config: SessionConfig, marks: bool = False
+    ) -> None:
+        """``marks``: the transport reports played marks (``mark_played``), so what the
+        caller heard comes from them rather than from the audio clock alone."""
         self._scenarios = scenarios
+        self._marks = marks
         self._config = config
         self.call_id: str | None = None
         self.closed = False
@@ -123,6 +132,7 @@ class Session:
         self._playout_end_ms = 0.0
         self._listen_since_ms: float | None = None
         self._dtmf = ""
+        self._dtmf_full = False  # the last key entry ended by its length (a '#' may follow)
         self._pending_end: EndCall | None = None
         self._text_handlers: dict[str, Callable[[Any], list[Command]]] = {
             "start": self._on_start,
@@ -141,10 +151,20 @@ class Session:
         return self._scenario
 
     def receive_text(self, text: str) -> list[Command]:
+        """A native JSON control frame."""
         if self.closed:
             return []
         try:
             message = p.decode_client_message(text)
+        except ProtocolError as exc:
+            return self._fail(exc)
+        return self.receive_message(message)
+
+    def receive_message(self, message: p.ClientMessage) -> list[Command]:
+        """A decoded control message (native, or translated from a provider's)."""
+        if self.closed:
+            return []
+        try:
             if self._dialog is None and not isinstance(message, p.Start):
                 raise ProtocolError(
                     f"'{message.type}' before 'start'", close_code=p.CloseCode.OUT_OF_ORDER
@@ -153,7 +173,25 @@ class Session:
         except ProtocolError as exc:
             return self._fail(exc)
 
+    def protocol_error(self, exc: ProtocolError) -> list[Command]:
+        """The transport could not decode a message: report it and close the call."""
+        return [] if self.closed else self._fail(exc)
+
+    def mark_played(self, name: str) -> list[Command]:
+        """The provider played (or cleared) everything up to mark ``name``."""
+        parsed = parse_mark(name)
+        reply = self._reply
+        if self.closed or parsed is None or reply is None or parsed[0] != reply.id:
+            return []
+        reply.playback.mark_played(parsed[1])
+        return []
+
     def receive_bytes(self, data: bytes) -> list[Command]:
+        """A native binary audio frame."""
+        return self.receive_audio(data)
+
+    def receive_audio(self, data: bytes) -> list[Command]:
+        """Caller audio in the call's encoding."""
         if self.closed:
             return []
         if self._dialog is None or self._resampler is None:
@@ -164,7 +202,7 @@ class Session:
             pcm = decode(data, self._encoding)
         except ProtocolError as exc:
             # One bad frame: report it, keep the call (nothing else is lost).
-            return [SendText(p.encode_server_event(p.ErrorEvent(exc.close_code, str(exc), False)))]
+            return [SendEvent(p.ErrorEvent(exc.close_code, str(exc), False))]
         self._input_samples += len(pcm)
         out = self._tick()
         windows = self._framer.push(self._resampler.process(pcm))
@@ -210,10 +248,11 @@ class Session:
             self._listen_since_ms = self.now_ms
             return []
         self._turn += 1
+        self._dtmf_full = False
         self._turns[self._turn] = _Turn(transcript=text)
         event = p.TranscriptEvent(self._turn, text, transcript.confidence, transcript.audio_ms)
         return [
-            SendText(p.encode_server_event(event)),
+            SendEvent(event),
             Understand(self._turn, text, self._scenario.name),
         ]
 
@@ -231,7 +270,7 @@ class Session:
             shown = intent or "fallback"
         record.intent, record.confidence = shown, confidence
         out: list[Command] = [
-            SendText(p.encode_server_event(p.IntentEvent(turn, shown, confidence, dict(entities))))
+            SendEvent(p.IntentEvent(turn, shown, confidence, dict(entities)))
         ]
         user = UserInput(record.transcript, intent, confidence, dict(entities), "speech")
         return out + self._dialog_step(turn, self._dialog.handle(user))
@@ -246,14 +285,14 @@ class Session:
             audio = current.pending.pop(current.sent)
             if not current.started:
                 current.started = True
-                out += [
-                    current.log,
-                    SendText(p.encode_server_event(p.BotSpeechStart(reply, current.text))),
-                ]
+                out += [current.log, SendEvent(p.BotSpeechStart(reply, current.text))]
                 self._playout_end_ms = max(self._playout_end_ms, self.now_ms)
             data = encode(audio, self._encoding)
             out += [SendAudio(reply, frame) for frame in split_frames(data, self._frame_bytes)]
-            self._playout_end_ms += len(audio) * 1000.0 / self._rate_hz
+            duration_ms = len(audio) * 1000.0 / self._rate_hz
+            current.playback.sent(duration_ms, self._playout_end_ms)
+            self._playout_end_ms += duration_ms
+            out.append(Mark(reply, current.sent, mark_name(reply, current.sent)))
             current.sent += 1
         return out + self._tick()
 
@@ -293,11 +332,16 @@ class Session:
         self._barge_in_samples = settings.barge_in_min_ms * self._config.asr_rate_hz // 1000
         self._dialog = DialogEngine(scenario)
         ready = p.Ready(message.call_id, scenario.name, message.encoding, self._rate_hz)
-        out: list[Command] = [SendText(p.encode_server_event(ready))]
+        out: list[Command] = [SendEvent(ready)]
         return out + self._dialog_step(0, self._dialog.start())
 
     def _on_dtmf(self, message: p.Dtmf) -> list[Command]:
         assert self._dialog is not None
+        if message.digits == "#" and not self._dtmf and self._dtmf_full:
+            # "1234#" keyed one by one: the entry was complete at 4; '#' only confirms it.
+            self._dtmf_full = False
+            return []
+        self._dtmf_full = False
         out = self._barge_in() if self._bot_speaking() else []
         self._listen_since_ms = self.now_ms  # a caller typing is not a silent caller
         self._dtmf += message.digits
@@ -308,6 +352,7 @@ class Session:
         )
         if not done:
             return out
+        self._dtmf_full = "#" not in self._dtmf
         self._dtmf = ""
         self._turn += 1
         self._turns[self._turn] = _Turn(transcript=digits, intent="dtmf", confidence=1.0)
@@ -316,7 +361,7 @@ class Session:
             entities["number"] = int(digits)
         event = p.IntentEvent(self._turn, "dtmf", 1.0, entities, source="dtmf")
         user = UserInput(digits, None, 0.0, entities, "dtmf")
-        out.append(SendText(p.encode_server_event(event)))
+        out.append(SendEvent(event))
         return out + self._dialog_step(self._turn, self._dialog.handle(user))
 
     def _on_stop(self, message: p.Stop) -> list[Command]:
@@ -393,14 +438,19 @@ class Session:
         reply = self._reply
         assert reply is not None
         self._reply = None
+        heard = reply.playback.heard(self.now_ms, reply.text)
         self._playout_end_ms = self.now_ms
-        log.info("call %s: barge-in on reply %d", self.call_id, reply.id)
-        end = p.BotSpeechEnd(reply.id, reply.text, interrupted=True)
+        log.info("call %s: barge-in on reply %d after %d sentences (%d ms)",
+                 self.call_id, reply.id, heard.sentences, heard.ms)
+        if self._dialog is not None:
+            self._dialog.values["interrupted"] = heard.as_values()
+        end = p.BotSpeechEnd(reply.id, reply.text, interrupted=True,
+                             heard_sentences=heard.sentences, heard_ms=heard.ms)
         return [
             CancelReply(reply.id),
-            SendText(p.encode_server_event(p.Clear(reply.id))),
-            SendText(p.encode_server_event(end)),
-            BargedIn(reply.id),
+            SendEvent(p.Clear(reply.id)),
+            SendEvent(end),
+            BargedIn(reply.id, heard.sentences, heard.ms, heard.unheard),
         ]
 
     def _dialog_step(self, turn: int, outputs: list[Any]) -> list[Command]:
@@ -429,7 +479,8 @@ class Session:
             self._reply_seq, turn, record.transcript, record.intent, record.confidence,
             self._dialog.state.name, text,
         )
-        self._reply = _Reply(self._reply_seq, turn, text, sentences, final, started)
+        self._reply = _Reply(self._reply_seq, turn, text, sentences, final, started,
+                             Playback(sentences, self._marks))
         out += [
             Synthesize(self._reply_seq, i, sentence, self._rate_hz)
             for i, sentence in enumerate(sentences)
@@ -443,7 +494,7 @@ class Session:
         )
         return [
             *self._release(),
-            SendText(p.encode_server_event(event)),
+            SendEvent(event),
             CloseConnection(p.CloseCode.NORMAL, final.kind),
         ]
 
@@ -456,7 +507,7 @@ class Session:
                 self._reply = None
                 audio_ms = int(self._playout_end_ms)
                 end = p.BotSpeechEnd(reply.id, reply.text, False, audio_ms)
-                out.append(SendText(p.encode_server_event(end)))
+                out.append(SendEvent(end))
                 if reply.final is not None:
                     return out + self._end_call(reply.final)
                 self._listen_since_ms = self.now_ms
@@ -491,7 +542,7 @@ class Session:
         error = p.ErrorEvent(exc.close_code, str(exc), True)
         reason = str(exc).encode()[:120].decode(errors="ignore")  # close reasons: ≤ 123 bytes
         close = CloseConnection(exc.close_code, reason)
-        return [*out, SendText(p.encode_server_event(error)), close]
+        return [*out, SendEvent(error), close]
 
 
 def _endpoint_overrides(values: Mapping[str, float]) -> dict[str, Any]:

@@ -27,9 +27,10 @@ from voicebot.commands import (
     DiscardSpeculation,
     FeedTranscription,
     FinishTranscription,
+    Mark,
     ReplyStarted,
     SendAudio,
-    SendText,
+    SendEvent,
     SpeculateTranscription,
     StartTranscription,
     Synthesize,
@@ -211,6 +212,8 @@ class SessionDriver:
         self.replies: list[ReplyStarted] = []
         self.speculations: list[int] = []
         self.barge_ins: list[int] = []
+        self.barged: list[BargedIn] = []
+        self.marks: list[Mark] = []
         self.close: CloseConnection | None = None
 
     def text(self, message: str | p.ClientMessage) -> None:
@@ -240,8 +243,11 @@ class SessionDriver:
 
     def _one(self, c: Command) -> list[Command]:
         s, jobs = self.session, self.jobs
-        if isinstance(c, SendText):
-            self.events.append(p.decode_server_event(c.text))
+        if isinstance(c, SendEvent):
+            # Round-trip through the native codec: what a native client would read.
+            self.events.append(p.decode_server_event(p.encode_server_event(c.event)))
+        elif isinstance(c, Mark):
+            self.marks.append(c)
         elif isinstance(c, SendAudio):
             if c.reply not in self.cancelled_replies:
                 self.audio.append(c.data)
@@ -275,6 +281,7 @@ class SessionDriver:
             self.replies.append(c)
         elif isinstance(c, BargedIn):
             self.barge_ins.append(c.reply)
+            self.barged.append(c)
         return []
 
 

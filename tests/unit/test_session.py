@@ -8,7 +8,12 @@ import numpy as np
 
 from voicebot import protocol as p
 from voicebot.commands import CloseConnection
-from voicebot.testing import FakeTranscriber, SessionDriver, tone
+from voicebot.dialog.scenario import Scenario
+from voicebot.errors import ProtocolError
+from voicebot.jobs import CallJobs
+from voicebot.playback import mark_name, parse_mark
+from voicebot.session import Session, SessionConfig
+from voicebot.testing import FakeTranscriber, SessionDriver, fake_engines, tone
 
 START = p.Start(call_id="t1", encoding="pcm16", sample_rate_hz=16000, scenario="bank_card")
 
@@ -264,3 +269,88 @@ def test_clock_is_audio_time_only(make_driver: Make) -> None:
     assert d.session.now_ms == 0
     d.audio_in(np.zeros(16000, dtype=np.int16))
     assert d.session.now_ms == 1000
+
+
+# ---------------------------------------------------------------- transports' inputs, marks
+
+
+def _driver(bank_card: Scenario, *transcripts: str, marks: bool) -> SessionDriver:
+    engines, _ = fake_engines(*transcripts)
+    engines.prepare(bank_card)
+    session = Session(scenarios={bank_card.name: bank_card}, config=SessionConfig(), marks=marks)
+    return SessionDriver(session, CallJobs(engines))
+
+
+_FIRST = "Hello, thank you for calling Example Bank card services."
+_SECOND = "How can I help you today?"
+
+
+def test_a_mark_follows_each_sentence(bank_card: Scenario) -> None:
+    d = _driver(bank_card, marks=True)
+    d.run(d.session.receive_message(START))
+    assert [(m.reply, m.index, m.name) for m in d.marks] == [
+        (1, 0, mark_name(1, 0)), (1, 1, mark_name(1, 1))]
+    assert parse_mark(d.marks[1].name) == (1, 1) and parse_mark("reply-1") is None
+
+
+def test_barge_in_records_what_was_heard_by_the_audio_clock(bank_card: Scenario) -> None:
+    d = _driver(bank_card, "I lost my card", marks=False)
+    d.text(START)
+    d.silence(len(_FIRST) * 40 + 200)  # the first sentence has played
+    d.audio_in(tone(600))
+    end = d.of_type(p.BotSpeechEnd)[-1]
+    assert end.interrupted and end.heard_sentences == 1
+    assert end.heard_ms is not None and len(_FIRST) * 40 < end.heard_ms <= len(_FIRST) * 40 + 800
+    assert d.barged[0].heard_sentences == 1 and d.barged[0].unheard == _SECOND
+    values = d.session._dialog.values["interrupted"]  # type: ignore[union-attr]
+    assert (values["heard"], values["unheard"]) == (_FIRST, _SECOND)
+    assert values["text"] == f"{_FIRST} {_SECOND}"
+
+
+def test_barge_in_trusts_marks_where_the_provider_has_them(bank_card: Scenario) -> None:
+    d = _driver(bank_card, "I lost my card", marks=True)
+    d.text(START)
+    d.silence(len(_FIRST) * 40 + 200)
+    d.audio_in(tone(600))  # no mark came back: the provider had not played sentence 0 yet
+    end = d.of_type(p.BotSpeechEnd)[-1]
+    assert end.heard_sentences == 0 and end.heard_ms == len(_FIRST) * 40
+
+    d = _driver(bank_card, "I lost my card", marks=True)
+    d.text(START)
+    d.silence(500)
+    d.run(d.session.mark_played(mark_name(1, 0)))
+    d.run(d.session.mark_played("someone-else's"))
+    d.audio_in(tone(600))
+    end = d.of_type(p.BotSpeechEnd)[-1]
+    assert end.heard_sentences == 1 and end.heard_ms == len(_FIRST) * 40
+
+
+def test_speech_end_leaves_heard_fields_out_unless_interrupted(make_driver: Make) -> None:
+    d = make_driver()
+    d.text(START)
+    d.silence(6000)
+    end = d.of_type(p.BotSpeechEnd)[0]
+    assert "heard_ms" not in p.encode_server_event(end) and end.heard_ms is None
+
+
+def test_hash_after_a_full_key_entry_only_confirms_it(make_driver: Make) -> None:
+    d = make_driver("what is my balance", "goodbye")
+    _answer_greeting(d)
+    _speak(d)
+    _wait_reply(d)
+    for key in "9031#":  # a provider sends one key per message
+        d.run(d.session.receive_message(p.Dtmf(key)))
+    assert [e.entities.get("digits") for e in d.of_type(p.IntentEvent)][-1] == "9031"
+    assert len(d.of_type(p.IntentEvent)) == 2 and not d.barge_ins
+
+
+def test_transport_inputs_before_start_and_decoding_errors(make_driver: Make) -> None:
+    d = make_driver()
+    d.run(d.session.receive_message(p.Dtmf("1")))
+    assert d.close is not None and d.close.code == p.CloseCode.OUT_OF_ORDER
+    d = make_driver()
+    d.text(START)
+    d.run(d.session.protocol_error(ProtocolError("twilio: 'media.payload' is not valid base64")))
+    assert d.close == CloseConnection(4400, "twilio: 'media.payload' is not valid base64")
+    assert d.of_type(p.ErrorEvent)[-1].fatal
+    assert d.session.protocol_error(ProtocolError("again")) == []
