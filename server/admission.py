@@ -1,13 +1,16 @@
 """Admission control: refuse calls that cannot be served in time, before they start.
 
-Two rules, checked at the websocket handshake:
+Per cell (one per core), checked at the websocket handshake:
 
-* **Capacity** — at most ``dialogs_per_core * cores`` live dialogs.
-* **Latency** — while the p95 of recent turn latencies (a sliding window of
-  ``window_s``) exceeds ``slo_p95_ms``, admit nothing new even below capacity.
-  Admitted calls are never degraded to make room: refusing is the only lever.
+* **Capacity** — a cell takes at most ``dialogs_per_core`` live dialogs.
+* **Latency** — while the p95 of a cell's recent turn latencies (a sliding
+  window of ``window_s``) exceeds ``slo_p95_ms``, that cell takes no new dialog
+  even below capacity.
 
-While draining (SIGTERM) nothing is admitted. Pure logic; the clock is injected.
+A call is admitted when some ready cell passes both rules, and is placed on the
+least loaded such cell; otherwise it is refused (``full`` if every cell is at
+capacity, else ``slo``). Admitted calls are never degraded to make room. While
+draining (SIGTERM) nothing is admitted. Pure logic; the clock is injected.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,7 +36,7 @@ class AdmissionConfig:
     slo_p95_ms: float = 1500.0
     window_s: float = 60.0
     min_turns: int = 5
-    """The latency rule needs this many turns in the window before it refuses."""
+    """The latency rule needs this many turns in a cell's window before it refuses."""
 
     def __post_init__(self) -> None:
         if self.dialogs_per_core < 1 or self.cores < 1:
@@ -76,34 +79,76 @@ class LatencyWindow:
 
 
 class Admission:
-    """Counts live dialogs and decides, per new call, admit or refuse (and why)."""
+    """Live dialogs and recent latencies per cell; admit/refuse and where to place."""
 
     def __init__(self, config: AdmissionConfig, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.cores = config.cores
-        """Cores whose cell is ready now (a dead cell takes its capacity away)."""
-        self.active = 0
         self.draining = False
-        self.turns = LatencyWindow(window_s=config.window_s, clock=clock)
+        self._clock = clock
+        self._dialogs: dict[str, int] = {}
+        self._windows: dict[str, LatencyWindow] = {}
+        self.set_cells(str(i) for i in range(config.cores))
+
+    # ------------------------------------------------------------------ cells
+
+    def set_cells(self, ready: Iterable[str]) -> None:
+        """The cells that serve now (a dead cell takes its capacity away)."""
+        cells = list(ready)
+        for cell in cells:
+            self._dialogs.setdefault(cell, 0)
+            self._windows.setdefault(
+                cell, LatencyWindow(window_s=self.config.window_s, clock=self._clock))
+        self._ready = cells
+
+    @property
+    def cores(self) -> int:
+        return len(self._ready)
+
+    @property
+    def active(self) -> int:
+        return sum(self._dialogs.values())
+
+    def p95(self, cell: str) -> float | None:
+        return self._windows[cell].p95() if cell in self._windows else None
+
+    def _late(self, cell: str) -> bool:
+        window = self._windows[cell]
+        p95 = window.p95()
+        return (p95 is not None and len(window) >= self.config.min_turns
+                and p95 > self.config.slo_p95_ms)
+
+    def open_cells(self) -> list[str]:
+        """Ready cells that may take a new dialog, least loaded first."""
+        cells = [c for c in self._ready
+                 if self._dialogs[c] < self.config.dialogs_per_core and not self._late(c)]
+        return sorted(cells, key=lambda c: (self._dialogs[c], c))
+
+    # ------------------------------------------------------------------ decisions
 
     def refusal(self) -> Refusal | None:
         """Why a new call would be refused now, or None to admit it."""
         if self.draining:
             return "draining"
-        if self.active >= self.config.dialogs_per_core * self.cores:
+        if self.open_cells():
+            return None
+        if all(self._dialogs[c] >= self.config.dialogs_per_core for c in self._ready):
             return "full"
-        p95 = self.turns.p95()
-        if (p95 is not None and len(self.turns) >= self.config.min_turns
-                and p95 > self.config.slo_p95_ms):
-            return "slo"
-        return None
+        return "slo"
 
-    def admit(self) -> None:
-        self.active += 1
+    def admit(self, cell: str | None = None) -> str:
+        """Count a new dialog on ``cell`` (default: the best open cell); returns the cell."""
+        if cell is None:
+            cells = self.open_cells() or self._ready or ["0"]
+            cell = cells[0]
+        self._dialogs[cell] = self._dialogs.get(cell, 0) + 1
+        return cell
 
-    def release(self) -> None:
-        self.active = max(0, self.active - 1)
+    def release(self, cell: str = "0") -> None:
+        if self._dialogs.get(cell, 0) > 0:
+            self._dialogs[cell] -= 1
 
-    def record_turn(self, latency_ms: float) -> None:
-        self.turns.add(latency_ms)
+    def record_turn(self, latency_ms: float, cell: str = "0") -> None:
+        window = self._windows.get(cell)
+        if window is not None:
+            window.add(latency_ms)

@@ -74,7 +74,7 @@ class App:
     session_config: SessionConfig
     admission: Admission
     metrics: Metrics = field(default_factory=Metrics)
-    _reserved: set[int] = field(default_factory=set)
+    _reserved: dict[int, str] = field(default_factory=dict)  # connection -> reserved cell
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the last live call ends (what a drain waits for)."""
 
@@ -103,10 +103,10 @@ class App:
             response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal}\n")
             response.headers["Retry-After"] = str(_RETRY_AFTER_S)
             return response
-        # Reserve the slot now: two handshakes in flight must not both take the last one.
-        self.admission.admit()
+        # Reserve the slot (on the best open cell) now: two handshakes in flight must not
+        # both take the last one.
+        self._reserved[id(connection)] = self.admission.admit()
         self.idle.clear()
-        self._reserved.add(id(connection))
         self.metrics.calls.labels(outcome="admitted").inc()
         return None
 
@@ -117,17 +117,17 @@ class App:
             self._release(connection)  # the handshake failed after the slot was reserved
 
     def _release(self, connection: ServerConnection) -> None:
-        if id(connection) in self._reserved:
-            self._reserved.discard(id(connection))
-            self.admission.release()
+        cell = self._reserved.pop(id(connection), None)
+        if cell is not None:
+            self.admission.release(cell)
             if self.admission.active == 0:
                 self.idle.set()
             else:
                 self.idle.clear()
 
-    def _runner(self, dialog: str) -> tuple[JobRunner, str]:
+    def _runner(self, dialog: str, reserved: str) -> tuple[JobRunner, str]:
         if self.pool is not None:
-            cell = self.pool.place(dialog)
+            cell = self.pool.place(dialog, int(reserved))
             return CellRunner(cell, dialog), str(cell.index)
         assert self.engines is not None
         return LocalRunner(CallJobs(self.engines), self.executor), "0"
@@ -176,7 +176,7 @@ class App:
             return
         session, transport = self._transport(ws, provider)
         try:
-            runner, cell_name = self._runner(dialog)
+            runner, cell_name = self._runner(dialog, self._reserved.get(id(ws), "0"))
         except CellFailed as exc:
             self._release(ws)
             await ws.close(CloseCode.TRY_AGAIN_LATER, str(exc))
@@ -184,7 +184,8 @@ class App:
         cell = self.metrics.active_dialogs.labels(cell=cell_name)
         cell.inc()
         vad = VadRunner(self.detector, self.executor)
-        runtime = CallRuntime(ws, session, runner, vad, observer=self, transport=transport)
+        observer = _CellObserver(self, cell_name)
+        runtime = CallRuntime(ws, session, runner, vad, observer=observer, transport=transport)
         try:
             await runtime.run(first)
         except Exception:
@@ -201,13 +202,14 @@ class App:
 
     # ------------------------------------------------------------------ TurnObserver
 
-    def turn(self, *, latency_ms: float, greeting: bool, parts_ms: Mapping[str, float]) -> None:
+    def turn(self, *, latency_ms: float, greeting: bool, parts_ms: Mapping[str, float],
+             cell: str = "0") -> None:
         self.metrics.turn_latency.labels(kind="greeting" if greeting else "turn").observe(
             latency_ms / 1000)
         for part, ms in parts_ms.items():
             self.metrics.turn_part.labels(part=part).observe(ms / 1000)
         if not greeting:
-            self.admission.record_turn(latency_ms)
+            self.admission.record_turn(latency_ms, cell)
 
     def barge_in(self) -> None:
         self.metrics.barge_ins.inc()
@@ -327,11 +329,29 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
     app.executor.shutdown(wait=False, cancel_futures=True)
 
 
+class _CellObserver:
+    """A call's measurements, attributed to the cell that serves it."""
+
+    def __init__(self, app: App, cell: str) -> None:
+        self._app = app
+        self._cell = cell
+
+    def turn(self, *, latency_ms: float, greeting: bool, parts_ms: Mapping[str, float]) -> None:
+        self._app.turn(latency_ms=latency_ms, greeting=greeting, parts_ms=parts_ms,
+                       cell=self._cell)
+
+    def barge_in(self) -> None:
+        self._app.barge_in()
+
+    def engine_rtf(self, engine: str, rtf: float) -> None:
+        self._app.engine_rtf(engine, rtf)
+
+
 def _cells_changed(app: App) -> None:
     """A cell died or came back: capacity follows the ready cells."""
     assert app.pool is not None
     ready = app.pool.ready_cells()
-    app.admission.cores = len(ready)
+    app.admission.set_cells(str(cell.index) for cell in ready)
     for cell in app.pool.cells:
         app.metrics.cell_info.labels(cell=str(cell.index), cpu=str(cell.spec.cpu),
                                      pid=str(cell.pid)).set(1 if cell in ready else 0)

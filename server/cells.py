@@ -165,12 +165,14 @@ class CellPool:
         return [c for c in self.cells if c.alive and c.ready.done()
                 and c.ready.exception() is None]
 
-    def place(self, call_id: str) -> Cell:
-        """The least loaded ready cell takes the dialog."""
+    def place(self, call_id: str, index: int | None = None) -> Cell:
+        """Cell ``index`` (the one admission reserved) takes the dialog, or, if it is not
+        ready (any more), the least loaded ready cell."""
         cells = self.ready_cells()
         if not cells:
             raise CellFailed("no cell is ready")
-        cell = min(cells, key=lambda c: (len(c.dialogs), c.index))
+        chosen = [c for c in cells if c.index == index]
+        cell = chosen[0] if chosen else min(cells, key=lambda c: (len(c.dialogs), c.index))
         cell.dialogs.add(call_id)
         return cell
 

@@ -69,3 +69,32 @@ def test_bad_config() -> None:
         AdmissionConfig(dialogs_per_core=0)
     with pytest.raises(ConfigError):
         AdmissionConfig(slo_p95_ms=0)
+
+
+def test_per_cell_placement_skips_a_late_cell_and_says_why_it_refuses() -> None:
+    clock = Clock()
+    admission = Admission(AdmissionConfig(dialogs_per_core=2, cores=2, min_turns=5),
+                          clock=clock)
+    assert [admission.admit() for _ in range(2)] == ["0", "1"]  # least loaded first
+    for _ in range(5):
+        admission.record_turn(3000, "0")  # cell 0 is late
+    assert admission.open_cells() == ["1"]
+    assert admission.admit() == "1"  # cell 1 still takes dialogs
+    assert admission.refusal() == "slo"  # cell 1 full, cell 0 late: refuse, reason slo
+    admission.admit("0")  # (an admission that raced in)
+    assert admission.refusal() == "full"
+    admission.release("1")
+    assert admission.open_cells() == ["1"] and admission.refusal() is None
+    clock.now += 61  # cell 0's slow turns leave the window
+    admission.release("0")
+    assert admission.open_cells() == ["0", "1"]
+
+
+def test_a_dead_cell_takes_its_capacity_away() -> None:
+    admission = Admission(AdmissionConfig(dialogs_per_core=1, cores=2))
+    admission.set_cells(["1"])  # cell 0 died
+    assert admission.cores == 1
+    assert admission.admit() == "1"
+    assert admission.refusal() == "full"
+    admission.set_cells(["0", "1"])  # restarted
+    assert admission.refusal() is None and admission.admit() == "0"
