@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.engines.base import Pcm
+from voicebot.engines.onnx_session import open_session
 from voicebot.errors import ConfigError, EngineError, EngineUnavailableError
 
 __all__ = ["PiperSynthesizer"]
@@ -104,23 +105,7 @@ def _load_config(path: Path) -> tuple[Any, dict[str, Any], bytes]:
 
 def _session(voice_path: Path, *, threads: int) -> Any:
     """An fp32 CPU onnxruntime session: ``threads`` intra-op, sequential, no spinning."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise EngineUnavailableError("onnxruntime is not installed") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(
-            str(voice_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own exception classes
-        raise EngineError(f"cannot load the Piper voice {voice_path}: {exc}") from exc
+    return open_session(voice_path, threads=threads, what="Piper voice")
 
 
 class PiperSynthesizer:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from voicebot.engines.onnx_session import open_session
 from voicebot.errors import EngineError, EngineUnavailableError
 
 __all__ = ["MAX_TOKENS", "MiniLmEmbedder"]
@@ -40,26 +41,16 @@ class MiniLmEmbedder:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         try:
-            import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise EngineUnavailableError("onnxruntime or tokenizers is not installed") from exc
+            raise EngineUnavailableError("tokenizers is not installed") from exc
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_path))
             tokenizer.enable_truncation(max_length=MAX_TOKENS)
             tokenizer.no_padding()  # padded here, to the longest text of a batch
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-            session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # tokenizers / onnxruntime raise their own types
+        except Exception as exc:  # tokenizers raises its own types
             raise EngineError(f"cannot load the MiniLM embedder {model_path}: {exc}") from exc
+        session = open_session(Path(model_path), threads=threads, what="MiniLM embedder")
         self._tokenizer = tokenizer
         self._session = session
         self._model_path = Path(model_path)

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebot.engines.base import Pcm
+from voicebot.engines.onnx_session import open_session
 from voicebot.errors import ConfigError, EngineError, EngineUnavailableError
 
 __all__ = ["SileroSpeechDetector", "SileroStream", "default_model_path"]
@@ -113,23 +114,7 @@ class SileroSpeechDetector:
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise EngineUnavailableError(f"Silero VAD model not found: {path}")
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise EngineUnavailableError("onnxruntime is not installed") from exc
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise EngineError(f"cannot load the Silero VAD model {path}: {exc}") from exc
+        self._session = open_session(path, threads=threads, what="Silero VAD model")
         self._model_path = path
         self._threads = threads
         logger.info("loaded Silero VAD from %s (threads=%d)", path, threads)
