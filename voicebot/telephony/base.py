@@ -22,7 +22,7 @@ import base64
 import binascii
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, TypeAlias, cast
@@ -31,11 +31,37 @@ from voicebot.errors import ConfigError, ProtocolError, UnsupportedAudioError
 from voicebot.protocol import SUPPORTED_ENCODINGS, SUPPORTED_RATES_HZ, CloseCode
 
 __all__ = [
-    "PROVIDERS", "SILENCE_BYTE", "AudioIn", "CallStarted", "CallStopped", "DtmfIn", "FlowControl",
-    "Frame", "Inbound", "MarkPlayed", "Pacing", "ProviderCodec", "check_audio", "check_call_id",
-    "check_digits", "chunked", "codec_for", "decode_base64", "dumps", "encode_base64",
-    "frame_bytes_20ms", "get_field", "opt_field", "out_of_order", "pad_to_multiple",
-    "parse_counter", "parse_json_object", "string_map",
+    "PROVIDERS",
+    "SILENCE_BYTE",
+    "AudioIn",
+    "CallStarted",
+    "CallStopped",
+    "DtmfIn",
+    "EventHandler",
+    "FlowControl",
+    "Frame",
+    "Inbound",
+    "MarkPlayed",
+    "Pacing",
+    "ProviderCodec",
+    "check_audio",
+    "check_call_id",
+    "check_digits",
+    "chunked",
+    "codec_for",
+    "decode_base64",
+    "dispatch_event",
+    "dumps",
+    "encode_base64",
+    "frame_bytes_20ms",
+    "get_field",
+    "ignore",
+    "opt_field",
+    "out_of_order",
+    "pad_to_multiple",
+    "parse_counter",
+    "parse_json_object",
+    "string_map",
 ]
 
 # --------------------------------------------------------------------- normalized events
@@ -166,6 +192,24 @@ def dumps(obj: Mapping[str, Any]) -> str:
 def out_of_order(provider: str, what: str) -> ProtocolError:
     """A ProtocolError (4409) for a message that came out of order."""
     return ProtocolError(f"{provider}: {what}", close_code=CloseCode.OUT_OF_ORDER)
+
+
+EventHandler: TypeAlias = "Callable[[dict[str, Any]], list[Inbound]]"
+
+
+def ignore(obj: dict[str, Any]) -> list[Inbound]:
+    """The handler of a harmless message that carries nothing for the call."""
+    return []
+
+
+def dispatch_event(
+    frame: Frame, handlers: Mapping[str, EventHandler], *, provider: str, key: str = "event"
+) -> list[Inbound]:
+    """Parse a JSON message and run the handler its ``key`` field names; an unknown event
+    is harmless and ignored (each codec's docstring lists what it ignores)."""
+    obj = parse_json_object(frame, provider=provider)
+    event = get_field(obj, key, str, where=f"{provider} message")
+    return handlers.get(event, ignore)(obj)
 
 
 def parse_json_object(frame: Frame, *, provider: str) -> dict[str, Any]:

@@ -31,7 +31,6 @@ closing the socket hands the call to the flow's next applet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from voicebot.errors import UnsupportedAudioError
@@ -41,6 +40,7 @@ from voicebot.telephony.base import (
     CallStarted,
     CallStopped,
     DtmfIn,
+    EventHandler,
     Frame,
     Inbound,
     MarkPlayed,
@@ -49,14 +49,15 @@ from voicebot.telephony.base import (
     check_call_id,
     check_digits,
     decode_base64,
+    dispatch_event,
     dumps,
     encode_base64,
     get_field,
+    ignore,
     opt_field,
     out_of_order,
     pad_to_multiple,
     parse_counter,
-    parse_json_object,
     string_map,
 )
 
@@ -88,8 +89,8 @@ class ExotelCodec:
         self._chunk_bytes = CHUNK_BYTES
         self._silence = b"\x00"
         self._pending = b""
-        self._handlers: dict[str, Callable[[dict[str, Any]], list[Inbound]]] = {
-            "connected": self._on_ignored,
+        self._handlers: dict[str, EventHandler] = {
+            "connected": ignore,
             "start": self._on_start,
             "media": self._on_media,
             "dtmf": self._on_dtmf,
@@ -100,12 +101,7 @@ class ExotelCodec:
     # ----------------------------------------------------------------- inbound
 
     def decode(self, frame: Frame) -> list[Inbound]:
-        obj = parse_json_object(frame, provider=_NAME)
-        event = get_field(obj, "event", str, where=f"{_NAME} message")
-        return self._handlers.get(event, self._on_ignored)(obj)
-
-    def _on_ignored(self, obj: dict[str, Any]) -> list[Inbound]:
-        return []
+        return dispatch_event(frame, self._handlers, provider=_NAME)
 
     def _on_start(self, obj: dict[str, Any]) -> list[Inbound]:
         where = f"{_NAME} 'start' message"

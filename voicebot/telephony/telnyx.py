@@ -29,7 +29,6 @@ padded with silence: chunks must hold 20 ms to 30 s); ``mark`` ``{event, mark:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from voicebot.errors import ProtocolError, UnsupportedAudioError
@@ -39,6 +38,7 @@ from voicebot.telephony.base import (
     CallStarted,
     CallStopped,
     DtmfIn,
+    EventHandler,
     Frame,
     Inbound,
     MarkPlayed,
@@ -48,15 +48,16 @@ from voicebot.telephony.base import (
     check_digits,
     chunked,
     decode_base64,
+    dispatch_event,
     dumps,
     encode_base64,
     frame_bytes_20ms,
     get_field,
+    ignore,
     opt_field,
     out_of_order,
     pad_to_multiple,
     parse_counter,
-    parse_json_object,
     string_map,
 )
 
@@ -95,25 +96,20 @@ class TelnyxCodec:
         self._big_endian = False
         self._expected: int | None = None
         self._held: dict[int, list[Inbound]] = {}
-        self._handlers: dict[str, Callable[[dict[str, Any]], list[Inbound]]] = {
-            "connected": self._on_ignored,
+        self._handlers: dict[str, EventHandler] = {
+            "connected": ignore,
             "start": self._on_start,
             "media": self._on_media,
             "dtmf": self._on_dtmf,
             "mark": self._on_mark,
             "stop": self._on_stop,
-            "error": self._on_ignored,
+            "error": ignore,
         }
 
     # ----------------------------------------------------------------- inbound
 
     def decode(self, frame: Frame) -> list[Inbound]:
-        obj = parse_json_object(frame, provider=_NAME)
-        event = get_field(obj, "event", str, where=f"{_NAME} message")
-        return self._handlers.get(event, self._on_ignored)(obj)
-
-    def _on_ignored(self, obj: dict[str, Any]) -> list[Inbound]:
-        return []
+        return dispatch_event(frame, self._handlers, provider=_NAME)
 
     def _on_start(self, obj: dict[str, Any]) -> list[Inbound]:
         where = f"{_NAME} 'start' message"

@@ -26,7 +26,6 @@ call continues with the next TwiML verb (none: the call ends).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from voicebot.errors import UnsupportedAudioError
@@ -35,6 +34,7 @@ from voicebot.telephony.base import (
     CallStarted,
     CallStopped,
     DtmfIn,
+    EventHandler,
     Frame,
     Inbound,
     MarkPlayed,
@@ -44,13 +44,14 @@ from voicebot.telephony.base import (
     check_digits,
     chunked,
     decode_base64,
+    dispatch_event,
     dumps,
     encode_base64,
     frame_bytes_20ms,
     get_field,
+    ignore,
     opt_field,
     out_of_order,
-    parse_json_object,
     string_map,
 )
 
@@ -71,8 +72,8 @@ class TwilioCodec:
     def __init__(self) -> None:
         self._stream_sid: str | None = None
         self._frame_bytes = frame_bytes_20ms("mulaw", 8000)
-        self._handlers: dict[str, Callable[[dict[str, Any]], list[Inbound]]] = {
-            "connected": self._on_ignored,
+        self._handlers: dict[str, EventHandler] = {
+            "connected": ignore,
             "start": self._on_start,
             "media": self._on_media,
             "dtmf": self._on_dtmf,
@@ -83,13 +84,7 @@ class TwilioCodec:
     # ----------------------------------------------------------------- inbound
 
     def decode(self, frame: Frame) -> list[Inbound]:
-        obj = parse_json_object(frame, provider=_NAME)
-        event = get_field(obj, "event", str, where=f"{_NAME} message")
-        handler = self._handlers.get(event, self._on_ignored)
-        return handler(obj)
-
-    def _on_ignored(self, obj: dict[str, Any]) -> list[Inbound]:
-        return []
+        return dispatch_event(frame, self._handlers, provider=_NAME)
 
     def _on_start(self, obj: dict[str, Any]) -> list[Inbound]:
         where = f"{_NAME} 'start' message"
