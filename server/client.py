@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 import wave
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,13 +99,13 @@ class _Line:
         self.rate = options.sample_rate_hz
         self.frame_samples = self.rate * _FRAME_MS // 1000
         self.silence = encode(np.zeros(self.frame_samples, dtype=np.int16), self.encoding)
-        self.playing: list[bytes] = []
+        self.playing: deque[bytes] = deque()
         self.finished = asyncio.Event()
 
     def play(self, pcm: Pcm) -> None:
         data = encode(pcm, self.encoding)
         size = len(self.silence)
-        self.playing = [data[i : i + size] for i in range(0, len(data), size)]
+        self.playing = deque(data[i : i + size] for i in range(0, len(data), size))
         self.finished.clear()
 
     async def run(self) -> None:
@@ -112,7 +113,7 @@ class _Line:
         deadline = loop.time()
         with contextlib.suppress(ConnectionClosed):
             while True:
-                frame = self.playing.pop(0) if self.playing else self.silence
+                frame = self.playing.popleft() if self.playing else self.silence
                 await self.ws.send(frame)
                 if not self.playing:
                     self.finished.set()

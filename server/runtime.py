@@ -122,6 +122,7 @@ class CallRuntime:
         *, observer: TurnObserver | None = None, transport: Transport | None = None,
     ) -> None:
         self._transport: Transport = transport or NativeTransport(ws, session)
+        self._webhooks: set[asyncio.Task[None]] = set()
         self._observer = observer
         self._runner = runner
         self._vad = vad
@@ -336,7 +337,9 @@ class CallRuntime:
             )
             await self.execute(self._session.webhook_result(command.request_id, data, error))
 
-        asyncio.create_task(call(), name=f"webhook-{command.request_id}")  # noqa: RUF006
+        task = asyncio.create_task(call(), name=f"webhook-{command.request_id}")
+        self._webhooks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._webhooks.discard)
 
     async def _report(self, message: str) -> None:
         event = p.ErrorEvent(p.CloseCode.INTERNAL_ERROR, message, fatal=False)
