@@ -37,10 +37,13 @@ async def _refused(url: str) -> tuple[int, str | None]:
     return response.status_code, response.headers.get("Retry-After")
 
 
-async def _ready_again(http: str, *, within_s: float = 5.0) -> bool:
-    """The server frees a slot just after the client has seen the close: wait a moment."""
+async def _idle_again(http: str, *, within_s: float = 5.0) -> bool:
+    """The server frees a call's slot just after the client has seen the close: wait until
+    every call is released (``/readyz`` alone turns 200 once one slot is free)."""
     for _ in range(int(within_s / 0.1)):
-        if http_status(f"{http}/readyz") == 200:
+        metrics = await asyncio.to_thread(_read, f"{http}/metrics")
+        if (re.search(r'^voicebot_active_dialogs\{cell="0"\} 0\.0$', metrics, re.MULTILINE)
+                and http_status(f"{http}/readyz") == 200):
             return True
         await asyncio.sleep(0.1)
     return False
@@ -79,7 +82,7 @@ async def test_third_call_refused_while_two_complete(tmp_path: Path) -> None:
         assert await _refused(server.url) == (503, "5")
         first, second = await asyncio.gather(*calls)
         assert first[-1].end == second[-1].end == "hangup:completed"
-        assert await _ready_again(server.http)
+        assert await _idle_again(server.http)
         metrics = await asyncio.to_thread(_read, f"{server.http}/metrics")
         assert _metric(metrics, 'voicebot_calls_total{outcome="admitted"}') == 2
         assert _metric(metrics, 'voicebot_calls_total{outcome="refused_full"}') == 1
