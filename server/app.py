@@ -32,7 +32,7 @@ from server.admission import Admission, AdmissionConfig
 from server.cell_worker import CellSpec
 from server.cells import CellFailed, CellPool
 from server.config import ServerConfig
-from server.metrics import CONTENT_TYPE, Metrics, rss_bytes
+from server.metrics import CONTENT_TYPE, Metrics, cpu_seconds, rss_bytes
 from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from server.runtime import CallRuntime
 from server.transports import (
@@ -358,6 +358,8 @@ def _cells_changed(app: App) -> None:
         if cell.pid is not None:
             app.metrics.rss.labels(cell=str(cell.index)).set_function(
                 functools.partial(rss_bytes, cell.pid))
+            app.metrics.cpu.labels(cell=str(cell.index)).set_function(
+                functools.partial(cpu_seconds, cell.pid))
 
 
 async def _drain(app: App) -> None:

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="CPUs to run on, e.g. 0-3 (default: the process's affinity)")
     serve.add_argument("--dialogs-per-core", type=int, default=None,
                        help="live dialogs per CPU before calls are refused (default 2)")
+    serve.add_argument("--slo-p95-ms", type=float, default=None,
+                       help="a cell whose recent p95 turn latency exceeds this takes no new "
+                            "call (default 1500)")
 
     call = sub.add_parser("call", help="place a test call and print one JSON line per turn")
     call.add_argument("--url", default="ws://127.0.0.1:8765")
@@ -74,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--pause-ms", type=int, default=400,
                      help="caller's pause after the bot stops speaking")
     sim.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
+    audio = sub.add_parser("caller-audio", help="speak a scenario's phrasebook into the load "
+                           "tests' caller audio (loadtests/audio)")
+    audio.add_argument("--scenario", type=Path, default=Path("scenarios/bank_card.yaml"))
+    audio.add_argument("--out", type=Path, default=Path("loadtests/audio"))
+    audio.add_argument("--check", action="store_true",
+                       help="regenerate in a temporary folder and compare with --out")
     bench = sub.add_parser("bench", help="benchmarks against a running server")
     bench.add_argument("what", choices=("calls", "engines"),
                        help="calls: turn latency and intent accuracy against a running server; "
@@ -124,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, overrides={
         "host": args.host, "port": args.port, "log_level": args.log_level, "cpus": args.cpus,
-        "dialogs_per_core": args.dialogs_per_core,
+        "dialogs_per_core": args.dialogs_per_core, "slo_p95_ms": args.slo_p95_ms,
     })
     _configure_logging(config.log_level)
     _pin_process(config.cpus)
@@ -182,6 +191,25 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _caller_audio(args: argparse.Namespace) -> int:
+    from server.caller_audio import build_caller_audio, check_caller_audio
+
+    _configure_logging(args.log_level or "WARNING")
+    if not args.check:
+        manifest = build_caller_audio(args.scenario, args.out)
+        print(f"{len(manifest['phrases'])} phrases written to {args.out}")
+        return 0
+    problems = check_caller_audio(args.scenario, args.out)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{args.out} is out of date: run `voicebot caller-audio --out {args.out}`",
+              file=sys.stderr)
+        return 1
+    print(f"{args.out} matches a fresh build")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from server.models_cli import run as run_models
 
@@ -197,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         handlers = {"serve": _serve, "call": _call, "simulate": _simulate, "bench": _bench,
-                    "models": _models}
+                    "models": _models, "caller-audio": _caller_audio}
         return handlers[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 One registry per server (no global state, so tests can run several servers):
 turn latency and its parts, live dialogs, admitted and refused calls, barge-ins,
-engine real-time factors and resident memory.
+engine real-time factors, resident memory and CPU time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE", "Metrics", "rss_bytes"]
+__all__ = ["CONTENT_TYPE", "Metrics", "cpu_seconds", "rss_bytes"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -33,6 +33,16 @@ def rss_bytes(pid: int | None = None) -> float:
         if line.startswith("VmRSS:"):
             return float(line.split()[1]) * 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used, from /proc/PID/stat."""
+    try:
+        stat = Path(f"/proc/{pid or os.getpid()}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Metrics:
@@ -60,6 +70,10 @@ class Metrics:
         self.rss = Gauge("voicebot_rss_bytes", "Resident memory (cell 'front': the front "
                          "process)", ["cell"], registry=r)
         self.rss.labels(cell="front").set_function(rss_bytes)
+        self.cpu = Gauge("voicebot_cpu_seconds", "CPU time used, user + system (cell 'front': "
+                         "the front process; a restarted cell starts again at 0)", ["cell"],
+                         registry=r)
+        self.cpu.labels(cell="front").set_function(cpu_seconds)
         self.cell_info = Gauge("voicebot_cell_up", "1 while a cell serves; its CPU and pid",
                                ["cell", "cpu", "pid"], registry=r)
         for outcome in ("admitted", "refused_full", "refused_slo", "refused_draining"):

@@ -27,9 +27,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from server.client import CallerTurn, CallOptions, prepare_turns, speech_end_ms
-from server.sim_dialects import DIALECTS, Dialect
 from voicebot.audio.codecs import decode, encode
 from voicebot.engines.base import Pcm
+from voicebot.telephony.dialects import DIALECTS, Dialect
 
 __all__ = ["DIALECTS", "SimOptions", "SimReport", "SimResult", "run_simulation", "simulate"]
 

@@ -1,9 +1,12 @@
-"""The provider side of a call, per provider, for ``voicebot simulate`` (server/simulate.py).
+"""The caller's side of a call, per provider: what a telephony platform sends and reads.
 
-Each dialect writes the messages a provider sends (opening, 20 ms media, keys,
-mark echoes, stop) and reads the ones voicebot sends back into simple events:
-``("audio", bytes)``, ``("mark", name)``, ``("clear", None)``, ``("hangup", None)``.
-Shapes follow the golden traces in ``tests/conformance``.
+Used by ``voicebot simulate`` (server/simulate.py) and by the Locust load tests
+(loadtests/caller.py).  Each dialect writes the messages a provider sends
+(opening, 20 ms media, keys, mark echoes, stop) and reads the ones voicebot
+sends back into simple events: ``("audio", bytes)``, ``("mark", name)``,
+``("clear", None)``, ``("hangup", None)``; the native protocol also yields
+``("event", ServerEvent)`` for its transcripts, intents and reply boundaries.
+Shapes follow the golden traces in ``tests/conformance``.  Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import json
 import uuid
 from typing import Any
 
+from voicebot import protocol as p
 from voicebot.audio.codecs import AudioEncoding
 
 __all__ = ["DIALECTS", "Dialect", "Event"]
 
-Event = tuple[str, Any]  # ("audio", bytes) | ("mark", name) | ("clear", None) | ("hangup", None)
+Event = tuple[str, Any]
+"""``("audio", bytes)``, ``("mark", name)``, ``("clear", None)``, ``("hangup", None)``
+or, native protocol only, ``("event", ServerEvent)``."""
 
 
 def _json(obj: Any) -> str:
@@ -249,10 +255,54 @@ class _Freeswitch(_Jambonz):
         return super().parse(message)
 
 
-Dialect = _Twilio | _Vonage | _Asterisk | _Jambonz
+class _Native:
+    """voicebot's own protocol (docs/protocol.md): 16 kHz PCM16; no marks (the server's
+    audio clock tracks playback); transcripts, intents and reply ends as events."""
+
+    path, encoding, rate, subprotocol = "/", AudioEncoding.PCM16, 16000, None
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+
+    def opening(self, scenario: str | None) -> list[str | bytes]:
+        start = p.Start(call_id=self.call_id, encoding=self.encoding.value,
+                        sample_rate_hz=self.rate, scenario=scenario)
+        return [p.encode_client_message(start)]
+
+    def media(self, data: bytes) -> str | bytes:
+        return data
+
+    def dtmf(self, digit: str) -> list[str | bytes]:
+        return [p.encode_client_message(p.Dtmf(digit))]
+
+    def mark_echo(self, name: str) -> str | bytes:
+        raise ValueError("the native protocol has no marks")
+
+    def stop(self) -> list[str | bytes]:
+        return [p.encode_client_message(p.Stop())]
+
+    def parse(self, message: str | bytes) -> list[Event]:
+        if isinstance(message, bytes):
+            return [("audio", message)]
+        event = p.decode_server_event(message)
+        if isinstance(event, p.Clear):
+            return [("clear", None), ("event", event)]
+        if isinstance(event, p.Hangup | p.Transfer):
+            return [("hangup", None), ("event", event)]
+        return [("event", event)]
+
+
+class _NativeMulaw(_Native):
+    """The native protocol with telephone audio: 8 kHz G.711 μ-law."""
+
+    encoding, rate = AudioEncoding.MULAW, 8000
+
+
+Dialect = _Twilio | _Vonage | _Asterisk | _Jambonz | _Native
 
 DIALECTS: dict[str, type[Dialect]] = {
+    "native": _Native, "native-mulaw": _NativeMulaw,
     "twilio": _Twilio, "telnyx": _Telnyx, "exotel": _Exotel, "vonage": _Vonage,
     "asterisk": _Asterisk, "jambonz": _Jambonz, "freeswitch": _Freeswitch,
 }
-"""Providers the simulator speaks."""
+"""Caller sides the simulator and the load tests speak, by name."""

@@ -1,0 +1,254 @@
+"""``make load`` and ``make density``: a pinned server, Locust pinned beside it, a verdict.
+
+    python -m loadtests.run load --stack reference-utterance --duration-s 120
+    python -m loadtests.run density --stack default --step-s 60 --settle-s 20
+
+``load`` starts ``voicebot serve`` on ``--server-cpus`` (taskset) unless
+``--url`` names a running server, runs Locust headless on ``--client-cpu``
+with N = 2 x server cores callers (``--users``) for ``--duration-s``, and
+prints p50/p95/p99 turn latency, greeting latency, barge-in reaction,
+refused/failed calls, the server's CPU use and where its turn time went.  It
+exits 1 when p95 turn latency exceeds ``--slo-ms`` or an admitted call failed.
+
+``density`` runs the :mod:`loadtests.density` sweep (admission opened wide,
+so the sweep, not the server, finds the limit), stores the steps in
+``docs/benchmarks/density/<stack>.json`` and re-renders ``density.md`` + PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from loadtests.results import read_rows, summarize
+from loadtests.server_metrics import scrape
+
+__all__ = ["STACKS", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS: dict[str, dict[str, Any]] = {
+    "default": {
+        "config": None, "encoder_window": "n/a (pocketsphinx)",
+        "models": "real: pocketsphinx en-us (scenario LM) + MiniLM-L6 int8 ONNX + espeak-ng; "
+                  "Silero VAD v6"},
+    "reference": {
+        "config": "server/configs/reference.yaml", "encoder_window": "30s",
+        "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
+                  "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
+    "reference-utterance": {
+        "config": "server/configs/reference-utterance.yaml", "encoder_window": "utterance",
+        "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
+                  "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
+}
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpus(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
+
+
+@contextlib.contextmanager
+def _server(args: argparse.Namespace, extra: list[str]) -> Iterator[str]:
+    """The server for this run: ``--url`` as given, else one started pinned."""
+    if args.url:
+        yield args.url
+        return
+    port = _free_port()
+    stack = STACKS[args.stack]
+    command = ["taskset", "-c", args.server_cpus, sys.executable, "-m", "server", "serve",
+               "--port", str(port), *extra]
+    if stack["config"]:
+        command += ["--config", str(ROOT / stack["config"])]
+    log_path = Path(args.out) / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(port, proc, args.ready_timeout_s, log_path)
+            yield f"ws://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited ({proc.returncode}); see {log}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return
+        time.sleep(0.3)
+    raise SystemExit(f"the server was not ready within {timeout_s:.0f} s; see {log}")
+
+
+def _locust(args: argparse.Namespace, url: str, locustfile: str, extra: list[str]) -> int:
+    command = ["taskset", "-c", str(args.client_cpu), sys.executable, "-m", "locust",
+               "-f", str(ROOT / "loadtests" / locustfile), "--host", url, "--headless",
+               "--only-summary", "--vb-protocol", args.protocol,
+               "--vb-turn-csv", str(Path(args.out) / "turns.csv"),
+               "--csv", str(Path(args.out) / "locust"), "--stop-timeout", "0", *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    return subprocess.call(command, cwd=ROOT, env=env)
+
+
+def _fmt(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.0f}"
+
+
+def _load(args: argparse.Namespace) -> int:
+    cores = len(_cpus(args.server_cpus))
+    users = args.users or 2 * cores
+    with _server(args, []) as url:
+        before, t0 = scrape(url), time.monotonic()
+        rc = _locust(args, url, "locustfile.py",
+                     ["-u", str(users), "-r", str(users), "-t", f"{args.duration_s}s",
+                      "--vb-barge-in", str(args.barge_in)])
+        after, wall = scrape(url), time.monotonic() - t0
+    summary = summarize(read_rows(Path(args.out) / "turns.csv"))
+    summary.update({
+        "stack": args.stack, "models": STACKS[args.stack]["models"],
+        "encoder_window": STACKS[args.stack]["encoder_window"], "protocol": args.protocol,
+        "users": users, "server_cores": cores, "duration_s": args.duration_s,
+        "server_cpu_percent": after.cpu_percent_since(before, wall),
+        "turn_part_means_ms": after.part_means_ms_since(before), "slo_ms": args.slo_ms,
+        "cpu": _cpu_model(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "pinning": f"server taskset -c {args.server_cpus}, Locust taskset -c {args.client_cpu}"
+                   if not args.url else f"external server {args.url}",
+        "locust_exit": rc,
+    })
+    verdict = _verdict(summary)
+    summary["verdict"] = verdict
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _print_summary(summary)
+    return 0 if verdict == "pass" else 1
+
+
+def _verdict(s: dict[str, Any]) -> str:
+    if s["calls"]["failed"]:
+        return f"FAIL: {s['calls']['failed']} admitted calls failed: {'; '.join(s['failures'])}"
+    if not s["turn"]["n"]:
+        return "FAIL: no turn measured"
+    if s["turn"]["p95_ms"] > s["slo_ms"]:
+        return f"FAIL: p95 turn latency {s['turn']['p95_ms']:.0f} ms > SLO {s['slo_ms']:.0f} ms"
+    return "pass"
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    def line(name: str, key: str) -> str:
+        x = s[key]
+        return (f"  {name:<22} n={x['n']:<4} p50 {_fmt(x['p50_ms'])} ms  p95 {_fmt(x['p95_ms'])}"
+                f" ms  p99 {_fmt(x['p99_ms'])} ms  max {_fmt(x['max_ms'])} ms")
+
+    print(f"\nvoicebot load test — {s['stack']} stack ({s['models']}; encoder window "
+          f"{s['encoder_window']}), {s['protocol']}, {s['users']} callers on {s['server_cores']}"
+          f" server core(s), {s['duration_s']} s, {s['cpu']}, {s['pinning']}")
+    print(line("turn latency", "turn"))
+    print(line("greeting latency", "greeting"))
+    print(line("keypad (dtmf) latency", "dtmf"))
+    print(line("barge-in → clear", "barge_in"))
+    c = s["calls"]
+    print(f"  calls: {c['completed']} completed, {c['refused']} refused, {c['failed']} failed;"
+          f" turns without a reply: {s['turn_errors']}; intents as expected: "
+          f"{s['intents']['as_expected']}/{s['intents']['checked']}")
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in s["turn_part_means_ms"].items())
+    print(f"  server CPU: {_fmt(s['server_cpu_percent'])}% of one core; mean turn parts (ms): "
+          f"{parts or 'n/a'}; caller max send lag {_fmt(s['max_send_lag_ms'])} ms")
+    print(f"  SLO p95 ≤ {s['slo_ms']:.0f} ms: {s['verdict']}\n")
+
+
+def _density(args: argparse.Namespace) -> int:
+    from loadtests.report import render
+
+    cores = len(_cpus(args.server_cpus))
+    steps_path = Path(args.out) / "steps.json"
+    # Admission opened wide: the sweep, not the server, finds where latency breaks.
+    with _server(args, ["--dialogs-per-core", "1000", "--slo-p95-ms", "1e9"]) as url:
+        rc = _locust(args, url, "density.py", [
+            "--vb-server-cores", str(cores), "--vb-step-s", str(args.step_s),
+            "--vb-settle-s", str(args.settle_s), "--vb-slo-ms", str(args.slo_ms),
+            "--vb-max-dialogs-per-core", str(args.max_dialogs_per_core),
+            "--vb-density-out", str(steps_path), "--vb-barge-in", str(args.barge_in)])
+    sweep = json.loads(steps_path.read_text())
+    sweep.update({"stack": args.stack, **{k: STACKS[args.stack][k]
+                                          for k in ("models", "encoder_window")},
+                  "cpu": _cpu_model(),
+                  "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                  "pinning": f"server taskset -c {args.server_cpus}, "
+                             f"Locust taskset -c {args.client_cpu}", "locust_exit": rc})
+    report_dir = Path(args.report_dir)
+    (report_dir / "density").mkdir(parents=True, exist_ok=True)
+    (report_dir / "density" / f"{args.stack}.json").write_text(json.dumps(sweep, indent=1) + "\n")
+    print(render(report_dir))
+    return 0 if sweep["steps"] else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, argparse.ArgumentParser] = {}
+    for name in ("load", "density"):
+        cmd = commands[name] = sub.add_parser(name)
+        cmd.add_argument("--stack", choices=sorted(STACKS), default="default")
+        cmd.add_argument("--protocol", default="native", help="--vb-protocol for Locust")
+        cmd.add_argument("--url", default="", help="a running server (skip starting one)")
+        cmd.add_argument("--server-cpus", default="0", help="taskset list for the server")
+        cmd.add_argument("--client-cpu", default="1", help="taskset list for Locust")
+        cmd.add_argument("--slo-ms", type=float, default=1500.0, help="p95 turn latency SLO")
+        cmd.add_argument("--barge-in", type=float, default=0.2, help="share of barge-in calls")
+        cmd.add_argument("--ready-timeout-s", type=float, default=600.0)
+        cmd.add_argument("--out", default=f"out/{name}", help="raw CSV, logs, summary")
+    load = commands["load"]
+    load.add_argument("--users", type=int, default=0, help="callers (default 2 x server cores)")
+    load.add_argument("--duration-s", type=int, default=120)
+    density = commands["density"]
+    density.add_argument("--step-s", type=float, default=90.0)
+    density.add_argument("--settle-s", type=float, default=30.0)
+    density.add_argument("--max-dialogs-per-core", type=int, default=16)
+    density.add_argument("--report-dir", default=str(ROOT / "docs" / "benchmarks"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return _load(args) if args.command == "load" else _density(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
