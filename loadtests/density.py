@@ -69,7 +69,7 @@ class Step:
         return out
 
 
-class DensityShape(LoadTestShape):  # type: ignore[misc]
+class DensityShape(LoadTestShape):
     """Steps of dialogs per core; stops when a step breaks the SLO."""
 
     def __init__(self) -> None:
@@ -79,7 +79,12 @@ class DensityShape(LoadTestShape):  # type: ignore[misc]
         self._done = False
 
     def _option(self, name: str) -> Any:
+        assert self.runner is not None
         return getattr(self.runner.environment.parsed_options, name)
+
+    def _host(self) -> str:
+        assert self.runner is not None
+        return str(self.runner.environment.host)
 
     def tick(self) -> tuple[int, float] | None:
         if self._done:
@@ -103,7 +108,7 @@ class DensityShape(LoadTestShape):  # type: ignore[misc]
             log.info("density step: %d dialogs per core (%d callers)", dialogs, dialogs * cores)
         step = self.steps[-1]
         if self._cpu_from is None and now >= step.settle_unix:
-            self._cpu_from = scrape(self.runner.environment.host)
+            self._cpu_from = scrape(self._host())
             step.settle_unix = now
         return step.users, float(cores)
 
@@ -111,7 +116,7 @@ class DensityShape(LoadTestShape):  # type: ignore[misc]
         """Close ``step`` with its figures; False when the sweep should stop."""
         step.end_unix = now
         if self._cpu_from is not None:
-            cpu_to = scrape(self.runner.environment.host)
+            cpu_to = scrape(self._host())
             step.cpu_percent = cpu_to.cpu_percent_since(self._cpu_from,
                                                         now - step.settle_unix)
             step.part_means_ms = cpu_to.part_means_ms_since(self._cpu_from)

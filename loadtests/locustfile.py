@@ -131,7 +131,7 @@ class _TurnError(Exception):
 _BOOKS: dict[str, PhraseBook] = {}
 
 
-class VoiceCallUser(User):  # type: ignore[misc]
+class VoiceCallUser(User):
     """A caller: one scripted real-time call after another."""
 
     wait_time = between(0.5, 1.5)
@@ -151,6 +151,8 @@ class VoiceCallUser(User):  # type: ignore[misc]
         narrow = DIALECTS[protocol].rate == 8000
         script = make_script(book, self.rng, barge_in=self.rng.random() < options.vb_barge_in,
                              keypad_digits=narrow and not options.vb_spoken_digits)
+        if not self.host:
+            raise ValueError("give the server with --host ws://HOST:PORT")
         caller = Caller(CallerOptions(url=self.host, protocol=protocol,
                                       scenario=options.vb_scenario or None,
                                       turn_timeout_s=options.vb_turn_timeout_s), rng=self.rng)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -114,7 +114,7 @@ def _latencies(rows: Iterable[Mapping[str, Any]], kind: str) -> list[float]:
             if r["kind"] == kind and r["outcome"] == "ok" and r["latency_ms"] not in ("", None)]
 
 
-def summarize(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """p50/p95/p99 per kind, counts of calls by outcome, intent agreement."""
     out: dict[str, Any] = {}
     for kind in ("turn", "greeting", "dtmf", "barge_in"):

@@ -41,15 +41,17 @@ __all__ = ["STACKS", "main"]
 ROOT = Path(__file__).resolve().parent.parent
 STACKS: dict[str, dict[str, Any]] = {
     "default": {
-        "config": None, "encoder_window": "n/a (pocketsphinx)",
+        "config": None, "encoder_window": "n/a (pocketsphinx)", "sweep": (60.0, 20.0, 24),
         "models": "real: pocketsphinx en-us (scenario LM) + MiniLM-L6 int8 ONNX + espeak-ng; "
                   "Silero VAD v6"},
     "reference": {
         "config": "server/configs/reference.yaml", "encoder_window": "30s",
+        "sweep": (90.0, 30.0, 6),
         "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
                   "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
     "reference-utterance": {
         "config": "server/configs/reference-utterance.yaml", "encoder_window": "utterance",
+        "sweep": (90.0, 30.0, 12),
         "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
                   "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
 }
@@ -117,7 +119,8 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float, log:
 
 
 def _locust(args: argparse.Namespace, url: str, locustfile: str, extra: list[str]) -> int:
-    command = ["taskset", "-c", str(args.client_cpu), sys.executable, "-m", "locust",
+    pin = ["taskset", "-c", args.client_cpu] if args.client_cpu else []
+    command = [*pin, sys.executable, "-m", "locust",
                "-f", str(ROOT / "loadtests" / locustfile), "--host", url, "--headless",
                "--only-summary", "--vb-protocol", args.protocol,
                "--vb-turn-csv", str(Path(args.out) / "turns.csv"),
@@ -196,6 +199,10 @@ def _density(args: argparse.Namespace) -> int:
     from loadtests.report import render
 
     cores = len(_cpus(args.server_cpus))
+    step_s, settle_s, max_dialogs = STACKS[args.stack]["sweep"]
+    args.step_s = args.step_s or step_s
+    args.settle_s = args.settle_s if args.settle_s is not None else settle_s
+    args.max_dialogs_per_core = args.max_dialogs_per_core or max_dialogs
     steps_path = Path(args.out) / "steps.json"
     # Admission opened wide: the sweep, not the server, finds where latency breaks.
     with _server(args, ["--dialogs-per-core", "1000", "--slo-p95-ms", "1e9"]) as url:
@@ -229,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--protocol", default="native", help="--vb-protocol for Locust")
         cmd.add_argument("--url", default="", help="a running server (skip starting one)")
         cmd.add_argument("--server-cpus", default="0", help="taskset list for the server")
-        cmd.add_argument("--client-cpu", default="1", help="taskset list for Locust")
+        cmd.add_argument("--client-cpu", default="1",
+                         help="taskset list for Locust ('' to leave it unpinned)")
         cmd.add_argument("--slo-ms", type=float, default=1500.0, help="p95 turn latency SLO")
         cmd.add_argument("--barge-in", type=float, default=0.2, help="share of barge-in calls")
         cmd.add_argument("--ready-timeout-s", type=float, default=600.0)
@@ -238,9 +246,10 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--users", type=int, default=0, help="callers (default 2 x server cores)")
     load.add_argument("--duration-s", type=int, default=120)
     density = commands["density"]
-    density.add_argument("--step-s", type=float, default=90.0)
-    density.add_argument("--settle-s", type=float, default=30.0)
-    density.add_argument("--max-dialogs-per-core", type=int, default=16)
+    # Defaults per stack (STACKS[...]["sweep"]): what docs/benchmarks/density.md was made with.
+    density.add_argument("--step-s", type=float, default=None)
+    density.add_argument("--settle-s", type=float, default=None)
+    density.add_argument("--max-dialogs-per-core", type=int, default=None)
     density.add_argument("--report-dir", default=str(ROOT / "docs" / "benchmarks"))
     return parser
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from server.client import save_wav
 from voicebot.audio.codecs import AudioEncoding, encode
 from voicebot.audio.resample import resample
 from voicebot.dialog.loader import load_scenario
@@ -62,14 +62,6 @@ def _slug(text: str) -> str:
     return "-".join(part for part in kept.split("-") if part)[:40]
 
 
-def _write_wav(path: Path, pcm: Pcm, rate_hz: int) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate_hz)
-        wav.writeframes(pcm.astype("<i2").tobytes())
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -89,7 +81,7 @@ def build_caller_audio(scenario_path: Path, out_dir: Path) -> dict[str, Any]:
         narrow = resample(raw, in_rate_hz=synth.sample_rate_hz, out_rate_hz=8000)
         stem = f"{number:02d}-{_slug(text)}"
         wav, ulaw = out_dir / f"{stem}.wav", out_dir / f"{stem}.ulaw"
-        _write_wav(wav, wide, 16000)
+        save_wav(wav, wide, 16000)
         ulaw.write_bytes(encode(narrow, AudioEncoding.MULAW))
         start_ms, end_ms = _speech_bounds_ms(wide, 16000)
         phrases.append({
