@@ -41,7 +41,7 @@ __all__ = ["STACKS", "main"]
 ROOT = Path(__file__).resolve().parent.parent
 STACKS: dict[str, dict[str, Any]] = {
     "default": {
-        "config": None, "encoder_window": "n/a (pocketsphinx)", "sweep": (60.0, 20.0, 24),
+        "config": None, "encoder_window": "n/a (pocketsphinx)", "sweep": (60.0, 20.0, 32),
         "models": "real: pocketsphinx en-us (scenario LM) + MiniLM-L6 int8 ONNX + espeak-ng; "
                   "Silero VAD v6"},
     "reference": {
@@ -51,7 +51,7 @@ STACKS: dict[str, dict[str, Any]] = {
                   "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
     "reference-utterance": {
         "config": "server/configs/reference-utterance.yaml", "encoder_window": "utterance",
-        "sweep": (90.0, 30.0, 12),
+        "sweep": (60.0, 20.0, 32),
         "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
                   "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
 }
