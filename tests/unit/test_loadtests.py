@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def _rows() -> list[dict[str, object]]:
 
 
 def test_summary_counts_and_percentiles() -> None:
-    s = summarize(_rows())  # type: ignore[arg-type]
+    s = summarize(_rows())
     assert s["turn"]["n"] == 3 and s["turn"]["p50_ms"] == 600.0
     assert s["turn"]["p95_ms"] == pytest.approx(690.0)
     assert s["greeting"]["p50_ms"] == 5.0
@@ -92,10 +93,10 @@ def test_summary_counts_and_percentiles() -> None:
 
 def test_csv_round_trip(tmp_path: Path) -> None:
     sink = CsvSink(tmp_path / "x" / "turns.csv")
-    sink.write(_rows())  # type: ignore[arg-type]
+    sink.write(_rows())
     sink.close()
     back = read_rows(tmp_path / "x" / "turns.csv")
-    assert summarize(back) == summarize(_rows())  # type: ignore[arg-type]
+    assert summarize(back) == summarize(_rows())
 
 
 @given(st.lists(st.floats(0, 1e5), min_size=1, max_size=50), st.floats(0, 1))
@@ -142,7 +143,7 @@ def test_native_dialect_speaks_the_protocol() -> None:
         native.mark_echo("vb-1-0")
 
 
-def _sweep(stack: str, p95s: list[float]) -> dict[str, object]:
+def _sweep(stack: str, p95s: Sequence[float]) -> dict[str, object]:
     steps = []
     for i, p95 in enumerate(p95s, start=1):
         turn = {"n": 20, "p50_ms": p95 - 50, "p95_ms": p95, "p99_ms": p95 + 20, "max_ms": p95}
@@ -157,9 +158,9 @@ def _sweep(stack: str, p95s: list[float]) -> dict[str, object]:
 
 
 def test_max_density_is_the_last_step_within_the_slo() -> None:
-    assert max_density(_sweep("x", [600, 900, 1600])) == (2, True)  # type: ignore[arg-type]
-    assert max_density(_sweep("x", [1600])) == (0, True)  # type: ignore[arg-type]
-    assert max_density(_sweep("x", [600, 700])) == (2, False)  # type: ignore[arg-type]
+    assert max_density(_sweep("x", [600, 900, 1600])) == (2, True)
+    assert max_density(_sweep("x", [1600])) == (0, True)
+    assert max_density(_sweep("x", [600, 700])) == (2, False)
 
 
 def test_density_report_has_the_table_and_the_plot(tmp_path: Path) -> None:
