@@ -121,14 +121,17 @@ def make_script(book: PhraseBook, rng: random.Random, *, barge_in: bool,
     """A random call from the demo scenario's flows.
 
     ``keypad_digits`` types the card digits instead of saying them (telephone
-    audio: spoken digits over 8 kHz are the weak spot of the default ASR).
+    audio: spoken digits over 8 kHz are the weak spot of the default ASR), ended
+    with '#' like a caller told "then press pound": the entry is complete even when
+    the bot was not asking for digits (its keypad latency is then still a reply,
+    not the silence timeout).
     """
     flow = rng.choice(("balance", "lost_card", "lost_card", "operator"))
     goodbye = Step(rng.choice(book.saying("goodbye")))
     steps: list[Step]
     if flow == "balance":
         digits = [p for p in book.answering("digits") if p.value in _KNOWN_CARDS]
-        answer = (Step(dtmf=rng.choice(_KNOWN_CARDS)) if keypad_digits or not digits
+        answer = (Step(dtmf=rng.choice(_KNOWN_CARDS) + "#") if keypad_digits or not digits
                   else Step(rng.choice(digits)))
         steps = [Step(rng.choice(book.saying("check_balance"))), answer, goodbye]
     elif flow == "lost_card":

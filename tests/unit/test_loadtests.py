@@ -60,6 +60,9 @@ def test_scripts_follow_the_demo_flows(seed: int, barge_in: bool, keypad: bool) 
         assert script.steps[-1].expected_intent == "goodbye"
     if flow == "balance":
         assert (script.steps[1].dtmf is not None) == keypad
+        if keypad:  # four card digits, then '#' so the entry ends whatever the bot asked
+            assert script.steps[1].dtmf is not None and len(script.steps[1].dtmf) == 5
+            assert script.steps[1].dtmf.endswith("#")
 
 
 def _rows() -> list[dict[str, object]]:
