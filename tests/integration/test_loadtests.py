@@ -141,23 +141,27 @@ def test_distributed_locust_with_two_workers(server: ServerProcess, tmp_path: Pa
 
 
 def test_load_runner_summary_and_verdict(server: ServerProcess, tmp_path: Path) -> None:
-    def run(slo_ms: str) -> tuple[int, dict[str, object]]:
+    def run(slo_ms: str, *where: str) -> tuple[int, dict[str, object]]:
         code = subprocess.run(
-            [sys.executable, "-m", "loadtests.run", "load", "--url", server.url, "--users", "1",
+            [sys.executable, "-m", "loadtests.run", "load", *where, "--users", "1",
              "--duration-s", "12", "--client-cpu", "", "--slo-ms", slo_ms,
              "--out", str(tmp_path / slo_ms)],
-            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120).returncode
+            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180).returncode
         return code, json.loads((tmp_path / slo_ms / "summary.json").read_text())
 
     started = time.monotonic()
-    code, summary = run("1500")
+    code, summary = run("1500", "--url", server.url)
     assert code == 0, summary
     assert summary["verdict"] == "pass" and summary["turn"]["n"] >= 1  # type: ignore[index]
     assert summary["server_cpu_percent"] > 0  # type: ignore[operator]
     assert "asr" in summary["turn_part_means_ms"]  # type: ignore[operator]
-    code, summary = run("100")  # no turn can beat the 500 ms endpoint wait
+    assert summary["dialogs_per_core"] is None  # an external server: its admission is its own
+    # This time the runner starts the server itself, pinned, admitting the one caller.
+    code, summary = run("100", "--server-cpus", "0")  # no turn beats the 500 ms endpoint wait
     assert code == 1 and str(summary["verdict"]).startswith("FAIL: p95")
-    assert time.monotonic() - started < 110
+    assert summary["dialogs_per_core"] == 1 and str(summary["pinning"]).startswith("server taskset")
+    assert "listening" in (tmp_path / "100" / "server.log").read_text()
+    assert time.monotonic() - started < 170
 
 
 def test_committed_caller_audio_matches_a_fresh_build() -> None:
