@@ -51,7 +51,7 @@ STACKS: dict[str, dict[str, Any]] = {
                   "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
     "reference-utterance": {
         "config": "server/configs/reference-utterance.yaml", "encoder_window": "utterance",
-        "sweep": (60.0, 20.0, 32),
+        "sweep": (60.0, 20.0, 64),
         "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
                   "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
 }
