@@ -23,6 +23,7 @@ from typing import Any
 
 from locust import LoadTestShape, events
 from locust.env import Environment
+from locust.runners import LocalRunner
 
 from loadtests.locustfile import COLLECTOR, VoiceCallUser
 from loadtests.results import summarize
@@ -54,6 +55,7 @@ class Step:
     settle_unix: float
     end_unix: float = 0.0
     cpu_percent: float | None = None
+    client_cpu_percent: float | None = None  # this Locust process (local runs only)
     part_means_ms: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     verdict: str = ""
@@ -76,6 +78,7 @@ class DensityShape(LoadTestShape):
         super().__init__()
         self.steps: list[Step] = []
         self._cpu_from: Snapshot | None = None
+        self._client_cpu_from = 0.0
         self._done = False
 
     def _option(self, name: str) -> Any:
@@ -109,6 +112,7 @@ class DensityShape(LoadTestShape):
         step = self.steps[-1]
         if self._cpu_from is None and now >= step.settle_unix:
             self._cpu_from = scrape(self._host())
+            self._client_cpu_from = time.process_time()
             step.settle_unix = now
         return step.users, float(cores)
 
@@ -120,6 +124,9 @@ class DensityShape(LoadTestShape):
             step.cpu_percent = cpu_to.cpu_percent_since(self._cpu_from,
                                                         now - step.settle_unix)
             step.part_means_ms = cpu_to.part_means_ms_since(self._cpu_from)
+            if isinstance(self.runner, LocalRunner):  # is the load generator keeping up?
+                used_s = time.process_time() - self._client_cpu_from
+                step.client_cpu_percent = 100.0 * used_s / max(now - step.settle_unix, 1e-9)
         step.summary = summarize(step.rows(COLLECTOR.rows))
         p95 = step.summary["turn"]["p95_ms"]
         calls = step.summary["calls"]

@@ -40,8 +40,9 @@ def _ms(value: float | None) -> str:
 
 def _table(sweep: dict[str, Any]) -> list[str]:
     lines = ["| dialogs/core | callers | turns | turn p50 ms | p95 ms | p99 ms | greeting p95 ms "
-             "| barge-in p50 ms | server CPU % | calls ok/refused/failed | step |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| barge-in p50 ms | server CPU % | Locust CPU % | max send lag ms "
+             "| calls ok/refused/failed | step |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for step in sweep["steps"]:
         s, c = step["summary"], step["summary"]["calls"]
         lines.append(
@@ -49,6 +50,7 @@ def _table(sweep: dict[str, Any]) -> list[str]:
             f"| {_ms(s['turn']['p50_ms'])} | {_ms(s['turn']['p95_ms'])} "
             f"| {_ms(s['turn']['p99_ms'])} | {_ms(s['greeting']['p95_ms'])} "
             f"| {_ms(s['barge_in']['p50_ms'])} | {_ms(step['cpu_percent'])} "
+            f"| {_ms(step.get('client_cpu_percent'))} | {_ms(s.get('max_send_lag_ms'))} "
             f"| {c['completed']}/{c['refused']}/{c['failed']} | {step['verdict']} |")
     return lines
 
@@ -100,8 +102,10 @@ def render(report_dir: Path) -> str:
         "or an agent request; 20% talk over the greeting); its figures come from the turns "
         "after the step's settling time. Turn latency = end of caller speech → first bot "
         "audio frame, measured at the caller. Server CPU = CPU time of the server's processes "
-        "over the same window (its `/metrics`). The server runs with admission opened wide so "
-        "the sweep finds the limit; in production `dialogs_per_core` caps admission.", "",
+        "over the same window (its `/metrics`); Locust CPU and the callers' worst lag behind "
+        "their 20 ms frame clock show whether the load generator kept up. The server runs "
+        "with admission opened wide so the sweep finds the limit; in production "
+        "`dialogs_per_core` caps admission.", "",
         "![density plot](density.png)", "",
         "| stack | models | encoder window | max dialogs/core within SLO |", "|---|---|---|---|",
     ]

@@ -151,8 +151,10 @@ def _sweep(stack: str, p95s: Sequence[float]) -> dict[str, object]:
     for i, p95 in enumerate(p95s, start=1):
         turn = {"n": 20, "p50_ms": p95 - 50, "p95_ms": p95, "p99_ms": p95 + 20, "max_ms": p95}
         steps.append({"dialogs_per_core": i, "users": i, "cpu_percent": 30.0 * i,
+                      "client_cpu_percent": 7.0 * i,
                       "verdict": "within SLO" if p95 <= 1500 else "stop: p95",
                       "summary": {"turn": turn, "greeting": turn, "barge_in": turn,
+                                  "max_send_lag_ms": 4.0,
                                   "calls": {"completed": 3, "refused": 0, "failed": 0}}})
     return {"stack": stack, "models": "SYNTHETIC test", "encoder_window": "30s",
             "cpu": "test CPU", "date": "2026-11-21T00:00:00+00:00", "pinning": "none",
@@ -174,4 +176,6 @@ def test_density_report_has_the_table_and_the_plot(tmp_path: Path) -> None:
     assert text.index("## reference stack") < text.index("## default stack")
     assert "| reference | SYNTHETIC test | 30s | **1** |" in text
     assert "**3** (sweep cap reached)" in text
+    # ... server CPU %, Locust CPU %, caller send lag (did the generator keep up?)
+    assert "| 60 | 14 | 4 | 3/0/0 | within SLO |" in text
     assert (tmp_path / "density.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
