@@ -60,6 +60,7 @@ def _plot(sweeps: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(sweeps), figsize=(5.2 * len(sweeps), 4.4), squeeze=False)
     for ax, sweep in zip(axes[0], sweeps, strict=True):
@@ -71,7 +72,10 @@ def _plot(sweeps: list[dict[str, Any]], path: Path) -> None:
         ax.axhline(sweep["slo_ms"], color="red", linestyle="--", label="SLO (p95)")
         ax.set_xlabel("concurrent dialogs per core")
         ax.set_ylabel("turn latency, ms")
-        ax.set_xticks(x)
+        if len(x) <= 12:
+            ax.set_xticks(x)
+        else:  # every step labelled would overlap
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         synthetic = "SYNTHETIC" in sweep["models"]
         ax.set_title(f"{sweep['stack']} stack — {'synthetic' if synthetic else 'real'} "
                      f"models\nencoder window: {sweep['encoder_window']}", fontsize=10)
