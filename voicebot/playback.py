@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Heard", "Playback", "mark_name", "parse_mark"]
+__all__ = ["MAX_MARK_DIGITS", "Heard", "Playback", "mark_name", "parse_mark"]
 
 _PREFIX = "vb"
+MAX_MARK_DIGITS = 18
+"""Longest reply / sentence number in a mark name :func:`parse_mark` accepts."""
+
+
+def _number(text: str) -> int | None:
+    """``text`` as a number if it is 1..18 ASCII digits (``"²"`` and ``"٣"`` are not)."""
+    if 0 < len(text) <= MAX_MARK_DIGITS and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 def mark_name(reply: int, index: int) -> str:
@@ -22,12 +31,16 @@ def mark_name(reply: int, index: int) -> str:
 
 
 def parse_mark(name: str) -> tuple[int, int] | None:
-    """``(reply, index)`` of a mark this module named, else None (not ours)."""
+    """``(reply, index)`` of a mark this module named, else None (not ours, or garbage:
+    numbers of other than 1..:data:`MAX_MARK_DIGITS` ASCII digits); never raises."""
     prefix, _, rest = name.partition("-")
     reply, _, index = rest.partition("-")
-    if prefix != _PREFIX or not reply.isdigit() or not index.isdigit():
+    if prefix != _PREFIX:
         return None
-    return int(reply), int(index)
+    reply_number, index_number = _number(reply), _number(index)
+    if reply_number is None or index_number is None:
+        return None
+    return reply_number, index_number
 
 
 @dataclass(frozen=True, slots=True)

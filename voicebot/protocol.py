@@ -8,6 +8,10 @@ is documented in ``docs/protocol.md``.
 Client → server: ``start`` (first message), ``dtmf``, ``stop``; binary audio.
 Server → client: ``ready``, ``transcript``, ``intent``, ``speech_start``,
 ``speech_end``, ``clear``, ``transfer``, ``hangup``, ``error``; binary audio.
+
+Decoding raises :class:`ProtocolError` and nothing else, whatever the text (JSON
+goes through :func:`voicebot.jsonsafe.load_json`); :func:`close_reason` makes any
+text a valid websocket close reason.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any, ClassVar, TypeAlias
 
 from voicebot.engines.base import EntityValue
 from voicebot.errors import ProtocolError, UnsupportedAudioError
+from voicebot.jsonsafe import has_lone_surrogate, load_json, replace_unsafe_chars, shown
 
 __all__ = [
+    "MAX_CLOSE_REASON_BYTES",
     "PROTOCOL_VERSION",
     "SUPPORTED_ENCODINGS",
     "SUPPORTED_RATES_HZ",
@@ -40,6 +46,7 @@ __all__ = [
     "Stop",
     "TranscriptEvent",
     "Transfer",
+    "close_reason",
     "decode_client_message",
     "decode_server_event",
     "encode_client_message",
@@ -51,6 +58,8 @@ SUPPORTED_ENCODINGS = ("pcm16", "mulaw", "alaw")
 SUPPORTED_RATES_HZ = (8000, 16000)
 _MAX_ID_CHARS = 128
 _DTMF_KEYS = frozenset("0123456789*#ABCD")
+MAX_CLOSE_REASON_BYTES = 123
+"""Longest websocket close reason, in UTF-8 bytes (RFC 6455: 125-byte control frames)."""
 
 
 class CloseCode:
@@ -64,9 +73,26 @@ class CloseCode:
     BAD_MESSAGE = 4400
     UNKNOWN_SCENARIO = 4404
     BAD_VERSION = 4406
+    TIMEOUT = 4408
+    """Nothing (or no audio) arrived within the server's bound: first message, first
+    audio after ``start``, or a gap in the audio stream (``no_audio_timeout_s``)."""
     OUT_OF_ORDER = 4409
     UNSUPPORTED_AUDIO = 4415
+    RATE_LIMITED = 4429
+    """The caller streams audio much faster than real time."""
     BUSY = 4503
+
+
+def close_reason(text: str) -> str:
+    """``text`` fit for a websocket close reason: control characters and line separators
+    as spaces (lone surrogates as U+FFFD), cut at a character boundary to at most
+    :data:`MAX_CLOSE_REASON_BYTES` UTF-8 bytes.  Idempotent."""
+    # A character is at least one byte: no more than the first 123 can fit.
+    clean = replace_unsafe_chars(text[:MAX_CLOSE_REASON_BYTES])
+    data = clean.encode()
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return clean
+    return data[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")  # drops a cut character
 
 
 # --------------------------------------------------------------------- client messages
@@ -115,23 +141,25 @@ def _need(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> An
 
 def _parse_start(obj: Mapping[str, Any]) -> Start:
     version = obj.get("version", PROTOCOL_VERSION)
-    if version != PROTOCOL_VERSION:
+    if version != PROTOCOL_VERSION or isinstance(version, bool | float):
         raise ProtocolError(
-            f"protocol version {version!r} is not supported (server speaks {PROTOCOL_VERSION})",
+            f"protocol version {shown(version)} is not supported "
+            f"(server speaks {PROTOCOL_VERSION})",
             close_code=CloseCode.BAD_VERSION,
         )
     call_id = _need(obj, "call_id", str)
-    if not 0 < len(call_id) <= _MAX_ID_CHARS:
-        raise ProtocolError(f"call_id must be 1..{_MAX_ID_CHARS} characters")
+    if not 0 < len(call_id) <= _MAX_ID_CHARS or has_lone_surrogate(call_id):
+        raise ProtocolError(f"call_id must be 1..{_MAX_ID_CHARS} characters of valid Unicode")
     encoding = _need(obj, "encoding", str)
     if encoding not in SUPPORTED_ENCODINGS:
         raise UnsupportedAudioError(
-            f"encoding {encoding!r} is not supported; use one of {', '.join(SUPPORTED_ENCODINGS)}"
+            f"encoding {shown(encoding)} is not supported; "
+            f"use one of {', '.join(SUPPORTED_ENCODINGS)}"
         )
     rate = _need(obj, "sample_rate_hz", int)
     if rate not in SUPPORTED_RATES_HZ:
         raise UnsupportedAudioError(
-            f"sample_rate_hz {rate} is not supported; use one of {SUPPORTED_RATES_HZ}"
+            f"sample_rate_hz {shown(rate)} is not supported; use one of {SUPPORTED_RATES_HZ}"
         )
     scenario = obj.get("scenario")
     if scenario is not None and not isinstance(scenario, str):
@@ -160,7 +188,7 @@ def _parse_dtmf(obj: Mapping[str, Any]) -> Dtmf:
 
 def _parse_stop(obj: Mapping[str, Any]) -> Stop:
     reason = obj.get("reason", "caller_hangup")
-    return Stop(reason=str(reason)[:_MAX_ID_CHARS])
+    return Stop(reason=close_reason(reason if isinstance(reason, str) else shown(reason)))
 
 
 _CLIENT_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
@@ -172,8 +200,8 @@ _CLIENT_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
 
 def _load_object(text: str | bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = load_json(text)
+    except ValueError as exc:
         raise ProtocolError(f"control message is not valid JSON: {exc}") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise ProtocolError("control message must be a JSON object with a string 'type'")
@@ -185,7 +213,7 @@ def decode_client_message(text: str) -> ClientMessage:
     obj = _load_object(text)
     parser = _CLIENT_PARSERS.get(obj["type"])
     if parser is None:
-        raise ProtocolError(f"unknown message type {obj['type']!r}")
+        raise ProtocolError(f"unknown message type {shown(obj['type'])}")
     return parser(obj)
 
 

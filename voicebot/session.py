@@ -60,6 +60,9 @@ __all__ = ["Session", "SessionConfig"]
 
 log = logging.getLogger(__name__)
 
+_MAX_DTMF_KEYS = 64
+"""A key entry ends at '#', at the expected slot's length, or at this many keys."""
+
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
@@ -347,7 +350,7 @@ class Session:
         self._dtmf += message.digits
         spec = self._dialog.expected_slot
         digits = digits_from_dtmf(self._dtmf)
-        done = "#" in self._dtmf or (
+        done = "#" in self._dtmf or len(self._dtmf) >= _MAX_DTMF_KEYS or (
             spec is not None and spec.length is not None and len(digits) >= spec.length
         )
         if not done:
@@ -367,7 +370,7 @@ class Session:
     def _on_stop(self, message: p.Stop) -> list[Command]:
         out = self._release()
         self.closed = True
-        return [*out, CloseConnection(p.CloseCode.NORMAL, message.reason)]
+        return [*out, CloseConnection(p.CloseCode.NORMAL, p.close_reason(message.reason))]
 
     # ------------------------------------------------------------------ speech
 
@@ -540,8 +543,7 @@ class Session:
         out = self._release()
         self.closed = True
         error = p.ErrorEvent(exc.close_code, str(exc), True)
-        reason = str(exc).encode()[:120].decode(errors="ignore")  # close reasons: ≤ 123 bytes
-        close = CloseConnection(exc.close_code, reason)
+        close = CloseConnection(exc.close_code, p.close_reason(str(exc)))
         return [*out, SendEvent(error), close]
 
 

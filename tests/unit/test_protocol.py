@@ -13,6 +13,8 @@ from voicebot.errors import ProtocolError, UnsupportedAudioError
 
 __all__: list[str] = []
 
+# Call ids: any text (control characters included: the log layer escapes them), no lone
+# surrogates (st.text never draws them; they have no UTF-8 encoding and are rejected).
 ids = st.text(min_size=1, max_size=128)
 
 
@@ -70,6 +72,15 @@ def test_garbage_never_escapes_as_other_errors(data: bytes) -> None:
         ('{"type":"dtmf","digits":"12x"}', ProtocolError, 4400),
         ('{"type":"start","version":2,"call_id":"a","encoding":"pcm16","sample_rate_hz":8000}',
          ProtocolError, 4406),
+        ('{"type":"start","version":true,"call_id":"a","encoding":"pcm16",'
+         '"sample_rate_hz":8000}', ProtocolError, 4406),
+        ('{"type":"start","call_id":"' + "c" * 129 + '","encoding":"pcm16",'
+         '"sample_rate_hz":8000}', ProtocolError, 4400),
+        ('{"type":"start","call_id":"\\ud800","encoding":"pcm16","sample_rate_hz":8000}',
+         ProtocolError, 4400),
+        ("[" * 5000, ProtocolError, 4400),
+        ('{"type":"start","call_id":"a","encoding":"pcm16","sample_rate_hz":NaN}',
+         ProtocolError, 4400),
     ],
 )
 def test_rejections(message: str, error: type[ProtocolError], code: int) -> None:

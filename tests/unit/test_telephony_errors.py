@@ -1,6 +1,7 @@
 """Telephony codecs reject malformed input with ProtocolError naming the problem.
 
-Close codes: 4400 malformed (missing field, bad base64, not JSON, wrong type),
+Close codes: 4400 malformed (missing field, bad base64, not JSON or nested too
+deep, wrong type, a counter over 19 digits, a frame size out of bounds),
 4409 out of order (media before start, a second start), 4415 audio voicebot
 does not serve (wrong codec, rate or channel layout).
 """
@@ -140,6 +141,16 @@ CASES: list[tuple[str, list[Frame], Frame, int, str]] = [
     ("asterisk", [], "{not json", 4400, "not valid JSON"),
     ("asterisk", [AST_START], AST_START, 4409, "second MEDIA_START"),
     ("asterisk", [AST_START], j({"event": "DTMF_END", "digit": "Q"}), 4400, "'digit'"),
+    ("asterisk", [], j({"event": "MEDIA_START", "connection_id": "x", "format": "ulaw",
+                        "optimal_frame_size": 100_000_000}), 4400,
+     "'optimal_frame_size' must be 1..8000 bytes"),
+    ("asterisk", [], "MEDIA_START connection_id:x format:slin16 optimal_frame_size:641", 4400,
+     "'optimal_frame_size' must be 2..32000 bytes"),
+    ("telnyx", [], with_(TELNYX_START, "sequence_number", "9" * 5000), 4400,
+     "'sequence_number' must be a non-negative decimal string of at most 19 digits"),
+    ("jambonz", [], j({"callSid": "c1", "sampleRate": "1" * 20}), 4400, "'sampleRate'"),
+    ("twilio", [], '{"event":' * 5000, 4400, "nested deeper than 32 levels"),
+    ("freeswitch", [], "[" * 5000, 4400, "nested deeper than 32 levels"),
 ]
 
 

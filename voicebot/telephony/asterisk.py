@@ -26,8 +26,11 @@ Asterisk → us:
 
 Us → Asterisk: binary media in whole multiples of ``optimal_frame_size`` (the
 last frame padded with silence; Asterisk drops partial frames), at most 65500
-bytes per message; ``MARK_MEDIA <name>``; ``FLUSH_MEDIA`` (barge-in);
-``HANGUP``.  Text commands are limited to 128 bytes.
+bytes per message.  ``optimal_frame_size`` must be whole samples, from one
+sample to :data:`MAX_FRAME_MS` of audio (8000 bytes of ulaw, 32000 of slin16);
+anything else, or more than 19 digits, is a ProtocolError (4400).
+``MARK_MEDIA <name>``; ``FLUSH_MEDIA`` (barge-in); ``HANGUP``.  Text commands are
+limited to 128 bytes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from voicebot.errors import ProtocolError, UnsupportedAudioError
+from voicebot.jsonsafe import shown
 from voicebot.telephony.base import (
     SILENCE_BYTE,
     AudioIn,
@@ -60,7 +64,14 @@ from voicebot.telephony.base import (
     string_map,
 )
 
-__all__ = ["MAX_COMMAND_BYTES", "MAX_MEDIA_BYTES", "AsteriskCodec", "parse_plain"]
+__all__ = [
+    "MAX_COMMAND_BYTES",
+    "MAX_FRAME_MS",
+    "MAX_MEDIA_BYTES",
+    "AsteriskCodec",
+    "frame_size_bounds",
+    "parse_plain",
+]
 
 _NAME = "asterisk"
 _FORMATS = {
@@ -73,7 +84,16 @@ MAX_MEDIA_BYTES = 65500
 """Largest websocket message Asterisk accepts; bigger ones hang the call up."""
 MAX_COMMAND_BYTES = 128
 """Longest text command chan_websocket reads (longer ones are dropped)."""
+MAX_FRAME_MS = 1000
+"""Longest ``optimal_frame_size`` accepted, as audio (Asterisk's own are 10-100 ms)."""
 _REST = "_rest"
+
+
+def frame_size_bounds(encoding: str, sample_rate_hz: int) -> tuple[int, int, int]:
+    """``(smallest, largest, step)`` bytes of an acceptable ``optimal_frame_size``: whole
+    samples, from one sample to :data:`MAX_FRAME_MS` of audio."""
+    width = 2 if encoding == "pcm16" else 1
+    return width, sample_rate_hz * width * MAX_FRAME_MS // 1000, width
 
 
 def parse_plain(text: str) -> tuple[str, dict[str, str]]:
@@ -122,7 +142,7 @@ class AsteriskCodec:
             event, obj = parse_plain(frame)
         if self._started is None:
             if event != "MEDIA_START":
-                raise out_of_order(_NAME, f"{event or 'empty message'} before MEDIA_START")
+                raise out_of_order(_NAME, f"{event[:40] or 'empty message'} before MEDIA_START")
             self._json = is_json
         handler = self._handlers.get(event)
         return handler(obj) if handler is not None else []
@@ -134,7 +154,7 @@ class AsteriskCodec:
         fmt = get_field(obj, "format", str, where=where)
         if fmt not in _FORMATS:
             raise UnsupportedAudioError(
-                f"{_NAME}: format {fmt!r} is not supported (ulaw, alaw, slin, slin16)"
+                f"{_NAME}: format {shown(fmt)} is not supported (ulaw, alaw, slin, slin16)"
             )
         encoding, rate = _FORMATS[fmt]
         size = opt_field(obj, "optimal_frame_size", (int, str), None, where=where)
@@ -143,8 +163,12 @@ class AsteriskCodec:
             if size is None
             else parse_counter(size, path="optimal_frame_size", where=where)
         )
-        if self._frame_bytes <= 0:
-            raise ProtocolError(f"{where}: 'optimal_frame_size' must be positive")
+        low, high, step = frame_size_bounds(encoding, rate)
+        if not low <= self._frame_bytes <= high or self._frame_bytes % step:
+            raise ProtocolError(
+                f"{where}: 'optimal_frame_size' must be {low}..{high} bytes (whole samples, "
+                f"at most {MAX_FRAME_MS} ms of {fmt}), got {shown(self._frame_bytes)}"
+            )
         fields = {k: v for k, v in string_map(obj).items()
                   if k in ("channel", "channel_id", "connection_id")}
         call_id = fields.get("channel_id") or get_field(obj, "connection_id", str, where=where)

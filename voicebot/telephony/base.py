@@ -13,7 +13,11 @@ provider through the same :class:`voicebot.session.Session`:
 Codecs never do I/O, never read a clock and never log.  Malformed input raises
 :class:`voicebot.errors.ProtocolError` (close code 4400; 4409 for messages out
 of order; 4415, via :class:`~voicebot.errors.UnsupportedAudioError`, for audio
-voicebot does not serve).  The helpers below are shared by the provider modules.
+voicebot does not serve) and nothing else, whatever the frame: JSON is parsed
+by :func:`voicebot.jsonsafe.load_json` (nesting at most 32 deep), counters are
+at most :data:`MAX_COUNTER_DIGITS` digits, identifiers 1..128 characters of
+valid Unicode (control characters are kept: the log layer escapes them).  The
+helpers below are shared by the provider modules.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol, TypeAlias, cast
 
 from voicebot.errors import ConfigError, ProtocolError, UnsupportedAudioError
+from voicebot.jsonsafe import has_lone_surrogate, load_json, shown
 from voicebot.protocol import SUPPORTED_ENCODINGS, SUPPORTED_RATES_HZ, CloseCode
 
 __all__ = [
+    "MAX_COUNTER",
+    "MAX_COUNTER_DIGITS",
     "PROVIDERS",
     "SILENCE_BYTE",
     "AudioIn",
@@ -182,6 +189,10 @@ SILENCE_BYTE: Mapping[str, bytes] = MappingProxyType(
 _DTMF_KEYS = frozenset("0123456789*#ABCD")
 _MAX_CALL_ID_CHARS = 128
 _MISSING = object()
+MAX_COUNTER_DIGITS = 19
+"""Longest decimal counter accepted (sequence numbers, chunks, rates, sizes)."""
+MAX_COUNTER = 2**63 - 1
+"""Largest counter accepted: what fits a signed 64-bit integer."""
 
 
 def dumps(obj: Mapping[str, Any]) -> str:
@@ -213,11 +224,12 @@ def dispatch_event(
 
 
 def parse_json_object(frame: Frame, *, provider: str) -> dict[str, Any]:
-    """The JSON object in a text frame; ProtocolError for binary frames or bad JSON."""
+    """The JSON object in a text frame; ProtocolError for binary frames or bad JSON
+    (including nesting deeper than :data:`voicebot.jsonsafe.MAX_JSON_DEPTH`)."""
     if isinstance(frame, bytes):
         raise ProtocolError(f"{provider}: binary frame where a JSON text message was expected")
     try:
-        obj = json.loads(frame)
+        obj = load_json(frame)
     except ValueError as exc:
         raise ProtocolError(f"{provider}: text message is not valid JSON: {exc}") from exc
     if not isinstance(obj, dict):
@@ -261,12 +273,20 @@ def opt_field(
 
 
 def parse_counter(value: Any, *, path: str, where: str) -> int:
-    """A sequence number / chunk / timestamp: a decimal string (as sent) or an integer."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ProtocolError(f"{where}: '{path}' must be a non-negative decimal string")
+    """A sequence number / chunk / timestamp / rate / size: a decimal string (as sent) of
+    ASCII digits, or an integer; 0..:data:`MAX_COUNTER` (ProtocolError otherwise)."""
+    number: int | None = None
+    if (isinstance(value, str) and 0 < len(value) <= MAX_COUNTER_DIGITS
+            and value.isascii() and value.isdigit()):
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    if number is None or not 0 <= number <= MAX_COUNTER:
+        raise ProtocolError(
+            f"{where}: '{path}' must be a non-negative decimal string of at most "
+            f"{MAX_COUNTER_DIGITS} digits (up to {MAX_COUNTER})"
+        )
+    return number
 
 
 def decode_base64(value: str, *, path: str, where: str) -> bytes:
@@ -285,14 +305,19 @@ def encode_base64(data: bytes) -> str:
 def check_digits(digits: str, *, path: str, where: str) -> str:
     """``digits`` if it is 1..64 keys of ``0-9 * # A-D``; ProtocolError otherwise."""
     if not 0 < len(digits) <= 64 or not set(digits) <= _DTMF_KEYS:
-        raise ProtocolError(f"{where}: '{path}' must be 1..64 of 0-9 * # A-D, got {digits!r}")
+        raise ProtocolError(
+            f"{where}: '{path}' must be 1..64 of 0-9 * # A-D, got {shown(digits)}"
+        )
     return digits
 
 
 def check_call_id(call_id: str, *, path: str, where: str) -> str:
-    """``call_id`` if it is 1..128 characters; ProtocolError otherwise."""
-    if not 0 < len(call_id) <= _MAX_CALL_ID_CHARS:
-        raise ProtocolError(f"{where}: '{path}' must be 1..{_MAX_CALL_ID_CHARS} characters")
+    """``call_id`` (or another identifier: a stream sid) if it is 1..128 characters with no
+    lone surrogate (no UTF-8 encoding); ProtocolError otherwise."""
+    if not 0 < len(call_id) <= _MAX_CALL_ID_CHARS or has_lone_surrogate(call_id):
+        raise ProtocolError(
+            f"{where}: '{path}' must be 1..{_MAX_CALL_ID_CHARS} characters of valid Unicode"
+        )
     return call_id
 
 
@@ -300,8 +325,8 @@ def check_audio(encoding: str, sample_rate_hz: int, *, provider: str) -> None:
     """UnsupportedAudioError (4415) unless voicebot serves this encoding and rate."""
     if encoding not in SUPPORTED_ENCODINGS or sample_rate_hz not in SUPPORTED_RATES_HZ:
         raise UnsupportedAudioError(
-            f"{provider}: {encoding} at {sample_rate_hz} Hz is not supported; voicebot serves "
-            f"{', '.join(SUPPORTED_ENCODINGS)} at {SUPPORTED_RATES_HZ} Hz"
+            f"{provider}: {encoding} at {shown(sample_rate_hz)} Hz is not supported; "
+            f"voicebot serves {', '.join(SUPPORTED_ENCODINGS)} at {SUPPORTED_RATES_HZ} Hz"
         )
 
 

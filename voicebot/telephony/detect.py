@@ -22,16 +22,18 @@ subprotocol ``audio.drachtio.org``                   freeswitch
 ``{"type":"start","call_id":...}``                   native
 ==================================================  ===========
 
-Binary frames, non-JSON text and anything ambiguous give ``None``.  The module
-is pure: it parses the frame it is given and nothing else.
+Binary frames, non-JSON text (or JSON nested too deep: see
+:func:`voicebot.jsonsafe.load_json`) and anything ambiguous give ``None``;
+:func:`detect_provider` never raises.  The module is pure: it parses the frame
+it is given and nothing else.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from voicebot.jsonsafe import load_json
 from voicebot.telephony.base import Frame
 
 __all__ = ["NATIVE", "detect_provider"]
@@ -86,7 +88,7 @@ def detect_provider(frame: Frame, *, subprotocol: str | None = None) -> str | No
     if text.startswith("MEDIA_START ") or text == "MEDIA_START":
         return "asterisk"
     try:
-        obj = json.loads(text)
+        obj = load_json(text)
     except ValueError:
         return None
     if not isinstance(obj, dict):

@@ -16,7 +16,8 @@ Exotel → us, JSON text frames with a snake_case ``event``; counters are string
 * ``dtmf`` ``{dtmf: {digit, duration}}`` → :class:`DtmfIn`.
 * ``mark`` ``{mark: {name}}`` → :class:`MarkPlayed`.
 * ``stop`` ``{stop: {call_sid, account_sid, reason}}`` → :class:`CallStopped`
-  with ``reason`` (``stopped`` / ``callended``).
+  with ``reason`` (``stopped`` / ``callended``; made a valid close reason by
+  :func:`voicebot.protocol.close_reason`).
 * Unknown events are ignored (``[]``).
 
 Us → Exotel: ``media`` ``{event, stream_sid, media: {payload}}``, ``mark``
@@ -34,6 +35,8 @@ from __future__ import annotations
 from typing import Any
 
 from voicebot.errors import UnsupportedAudioError
+from voicebot.jsonsafe import shown
+from voicebot.protocol import close_reason
 from voicebot.telephony.base import (
     SILENCE_BYTE,
     AudioIn,
@@ -109,6 +112,7 @@ class ExotelCodec:
             raise out_of_order(_NAME, "a second 'start' message")
         stream_sid = opt_field(obj, "stream_sid", str, None, where=where)
         stream_sid = stream_sid or get_field(obj, "start.stream_sid", str, where=where)
+        check_call_id(stream_sid, path="stream_sid", where=where)  # echoed in every message
         call_id = get_field(obj, "start.call_sid", str, where=where)
         check_call_id(call_id, path="start.call_sid", where=where)
         mime = opt_field(obj, "start.media_format.encoding", str, "audio/x-raw", where=where)
@@ -118,7 +122,7 @@ class ExotelCodec:
         encoding = _ENCODINGS.get(mime)
         if encoding is None:
             raise UnsupportedAudioError(
-                f"{_NAME}: 'start.media_format.encoding' {mime!r} is not supported"
+                f"{_NAME}: 'start.media_format.encoding' {shown(mime)} is not supported"
             )
         check_audio(encoding, rate, provider=_NAME)
         start = obj["start"]
@@ -159,7 +163,7 @@ class ExotelCodec:
     def _on_stop(self, obj: dict[str, Any]) -> list[Inbound]:
         self._require_start("stop")
         reason = opt_field(obj, "stop.reason", str, "stop", where=f"{_NAME} 'stop' message")
-        return [CallStopped(reason or "stop")]
+        return [CallStopped(close_reason(reason) or "stop")]
 
     # ----------------------------------------------------------------- outbound
 

@@ -21,7 +21,9 @@ FreeSWITCH → us:
 * Later text frames are whatever the dialplan sends with ``send_text``/``stop``;
   voicebot understands ``{"event"|"type": "dtmf", "digit"|"digits"|"dtmf": "5"}``
   → :class:`DtmfIn` and ``{"event"|"type": "stop"|"hangup", "reason": ...}`` →
-  :class:`CallStopped`; anything else (JSON or not) is ignored.
+  :class:`CallStopped` (the reason made a valid close reason:
+  :func:`voicebot.protocol.close_reason`); anything else (JSON or not, or nested
+  too deep) is ignored.
 
 Us → FreeSWITCH: ``{"type": "playAudio", "data": {"audioContentType": "raw",
 "sampleRate": N, "audioContent": base64}}`` (the module writes each one to a
@@ -33,10 +35,11 @@ application hangs up).  No marks.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from voicebot.errors import ProtocolError, UnsupportedAudioError
+from voicebot.jsonsafe import load_json, shown
+from voicebot.protocol import close_reason
 from voicebot.telephony.base import (
     AudioIn,
     CallStarted,
@@ -71,14 +74,14 @@ def parse_rate(value: Any, *, provider: str) -> int:
     """A sampling rate given as ``8000``, ``"8000"`` or ``"8k"`` (and 16 kHz alike)."""
     rate = _RATES.get(str(value).strip().lower()) if not isinstance(value, bool) else None
     if rate is None:
-        raise UnsupportedAudioError(f"{provider}: sample rate {value!r} is not supported")
+        raise UnsupportedAudioError(f"{provider}: sample rate {shown(value)} is not supported")
     return rate
 
 
 def _control(text: str) -> dict[str, Any] | None:
     """A later text frame as a JSON object, or None when it is not one (ignored)."""
     try:
-        obj = json.loads(text)
+        obj = load_json(text)
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
@@ -111,7 +114,7 @@ class FreeswitchCodec:
         rate = parse_rate(raw_rate, provider=_NAME)
         mix = str(obj.get("mixType", obj.get("mix_type", "mono")))
         if mix not in ("mono", "mixed"):
-            raise UnsupportedAudioError(f"{_NAME}: mixType {mix!r} is not supported (mono)")
+            raise UnsupportedAudioError(f"{_NAME}: mixType {shown(mix)} is not supported (mono)")
         check_audio("pcm16", rate, provider=_NAME)
         fields = string_map(obj)
         call_id = next((fields[k] for k in _CALL_ID_KEYS if fields.get(k)), None)
@@ -128,15 +131,16 @@ class FreeswitchCodec:
 
     def _on_control(self, obj: dict[str, Any]) -> list[Inbound]:
         kind = obj.get("event", obj.get("type"))
-        where = f"{_NAME} '{kind}' message"
         if kind == "dtmf":
+            where = f"{_NAME} 'dtmf' message"
             digits = next((obj[k] for k in ("digits", "digit", "dtmf") if k in obj), None)
             if not isinstance(digits, str):
                 raise ProtocolError(f"{where} lacks 'digit'")
             return [DtmfIn(check_digits(digits, path="digit", where=where))]
         if kind in ("stop", "hangup"):
             reason = obj.get("reason")
-            return [CallStopped(reason if isinstance(reason, str) and reason else str(kind))]
+            text = reason if isinstance(reason, str) and reason else str(kind)
+            return [CallStopped(close_reason(text))]
         return []
 
     # ----------------------------------------------------------------- outbound

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from voicebot.errors import UnsupportedAudioError
+from voicebot.jsonsafe import shown
 from voicebot.telephony.base import (
     AudioIn,
     CallStarted,
@@ -91,7 +92,7 @@ class JambonzCodec:
                              path="sampleRate", where=where)
         mix = opt_field(obj, "mixType", str, "mono", where=where)
         if mix not in ("mono", "mixed"):
-            raise UnsupportedAudioError(f"{_NAME}: mixType {mix!r} is not supported (mono)")
+            raise UnsupportedAudioError(f"{_NAME}: mixType {shown(mix)} is not supported (mono)")
         check_audio("pcm16", rate, provider=_NAME)
         fields = string_map(obj)
         self._started = CallStarted(

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from voicebot.errors import ProtocolError, UnsupportedAudioError
+from voicebot.jsonsafe import shown
 from voicebot.telephony.base import (
     SILENCE_BYTE,
     AudioIn,
@@ -124,7 +125,7 @@ class TelnyxCodec:
         encoding = _ENCODINGS.get(codec)
         if encoding is None or channels != 1:
             raise UnsupportedAudioError(
-                f"{_NAME}: 'start.media_format' {codec!r} x{channels} is not supported "
+                f"{_NAME}: 'start.media_format' {shown(codec)} x{shown(channels)} is not supported "
                 "(use PCMU, PCMA or L16, mono)"
             )
         check_audio(encoding, rate, provider=_NAME)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from voicebot.errors import UnsupportedAudioError
+from voicebot.jsonsafe import shown
 from voicebot.telephony.base import (
     AudioIn,
     CallStarted,
@@ -92,6 +93,7 @@ class TwilioCodec:
             raise out_of_order(_NAME, "a second 'start' message")
         stream_sid = opt_field(obj, "start.streamSid", str, None, where=where)
         stream_sid = stream_sid or get_field(obj, "streamSid", str, where=where)
+        check_call_id(stream_sid, path="streamSid", where=where)  # echoed in every message
         call_sid = check_call_id(
             get_field(obj, "start.callSid", str, where=where), path="start.callSid", where=where
         )
@@ -101,8 +103,8 @@ class TwilioCodec:
         encoding = _ENCODINGS.get(mime)
         if encoding is None or channels != 1 or rate != 8000:
             raise UnsupportedAudioError(
-                f"{_NAME}: 'start.mediaFormat' {mime!r} {rate} Hz x{channels} is not "
-                "supported (Twilio streams audio/x-mulaw, 8000 Hz, mono)"
+                f"{_NAME}: 'start.mediaFormat' {shown(mime)} {shown(rate)} Hz "
+                f"x{shown(channels)} is not supported (Twilio streams audio/x-mulaw, 8000 Hz, mono)"
             )
         check_audio(encoding, rate, provider=_NAME)
         params = string_map(opt_field(obj, "start.customParameters", dict, {}, where=where))

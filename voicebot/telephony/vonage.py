@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from voicebot.errors import ProtocolError, UnsupportedAudioError
+from voicebot.jsonsafe import shown
 from voicebot.telephony.base import (
     AudioIn,
     CallStarted,
@@ -68,7 +69,7 @@ def parse_content_type(value: str) -> int:
         options[key.strip().lower()] = val.strip()
     where = f"{_NAME} 'websocket:connected' message"
     if kind.lower() != "audio/l16":
-        raise UnsupportedAudioError(f"{_NAME}: content-type {value!r} is not audio/l16")
+        raise UnsupportedAudioError(f"{_NAME}: content-type {shown(value)} is not audio/l16")
     if "rate" not in options:
         raise ProtocolError(f"{where}: 'content-type' lacks 'rate'")
     return parse_counter(options["rate"], path="content-type", where=where)
