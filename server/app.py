@@ -14,16 +14,15 @@ import asyncio
 import contextlib
 import functools
 import http
-import json
+import ipaddress
 import logging
-import signal
 import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -32,7 +31,8 @@ from server.admission import Admission, AdmissionConfig
 from server.cell_worker import CellSpec
 from server.cells import CellFailed, CellPool
 from server.config import ServerConfig
-from server.metrics import CONTENT_TYPE, Metrics, cpu_seconds, rss_bytes
+from server.limits import CallLimits
+from server.metrics import CONTENT_TYPE, Metrics
 from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from server.runtime import CallRuntime
 from server.transports import (
@@ -41,7 +41,6 @@ from server.transports import (
     ProviderTransport,
     Transport,
     provider_for_path,
-    select_subprotocol,
 )
 from voicebot.dialog.loader import load_scenarios
 from voicebot.dialog.scenario import Scenario
@@ -49,11 +48,12 @@ from voicebot.engines.base import SpeechDetector
 from voicebot.engines.registry import EngineOptions, build_engine, build_engine_set
 from voicebot.errors import ConfigError
 from voicebot.jobs import CallJobs, EngineSet
-from voicebot.protocol import CloseCode, ErrorEvent, encode_server_event
+from voicebot.jsonsafe import load_json
+from voicebot.protocol import CloseCode, ErrorEvent, close_reason, encode_server_event
 from voicebot.session import Session, SessionConfig
 from voicebot.telephony import NATIVE, codec_for, detect_provider
 
-__all__ = ["App", "load_app", "run_server"]
+__all__ = ["App", "load_app"]
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,15 @@ class App:
     executor: ThreadPoolExecutor
     session_config: SessionConfig
     admission: Admission
+    limits: CallLimits = field(default_factory=CallLimits)
     metrics: Metrics = field(default_factory=Metrics)
-    _reserved: dict[int, str] = field(default_factory=dict)  # connection -> reserved cell
+    _reserved: dict[ServerConnection, str] = field(default_factory=dict)  # -> reserved cell
+    _handling: set[ServerConnection] = field(default_factory=set)  # handler took over
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the last live call ends (what a drain waits for)."""
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+    def http_endpoint(self, connection: ServerConnection, path: str) -> Response:
+        """``/healthz``, ``/readyz`` or ``/metrics`` (on the call or the admin listener)."""
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
@@ -87,13 +89,26 @@ class App:
             if refusal is None:
                 return connection.respond(http.HTTPStatus.OK, "ready\n")
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal}\n")
+        body = self.metrics.exposition()
+        headers = Headers([("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
+                           ("Connection", "close")])
+        return Response(http.HTTPStatus.OK, "OK", headers, body)
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path in ("/healthz", "/readyz"):
+            return self.http_endpoint(connection, path)
         if path == "/metrics":
-            body = self.metrics.exposition()
-            headers = Headers([("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
-                               ("Connection", "close")])
-            return Response(http.HTTPStatus.OK, "OK", headers, body)
+            if self.config.admin_port is not None:
+                return connection.respond(http.HTTPStatus.NOT_FOUND,
+                                          "metrics are served on the admin port\n")
+            if not self._admin_allowed(connection, request):
+                log.warning("refused /metrics to %s: not loopback and no valid admin token",
+                            _peer(connection))
+                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "admin token required\n")
+            return self.http_endpoint(connection, path)
         if not provider_for_path(path)[0]:
-            return connection.respond(http.HTTPStatus.NOT_FOUND, f"no call endpoint at {path}\n")
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "no call endpoint here\n")
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return None  # websockets answers 426
         refusal = self.admission.refusal()
@@ -104,11 +119,19 @@ class App:
             response.headers["Retry-After"] = str(_RETRY_AFTER_S)
             return response
         # Reserve the slot (on the best open cell) now: two handshakes in flight must not
-        # both take the last one.
-        self._reserved[id(connection)] = self.admission.admit()
+        # both take the last one.  The websockets library calls neither process_response
+        # nor the handler when the socket drops mid-handshake, so the slot is also bound
+        # to the socket's end: whichever comes first releases it, once.
+        self._reserved[connection] = self.admission.admit()
         self.idle.clear()
         self.metrics.calls.labels(outcome="admitted").inc()
+        connection.connection_lost_waiter.add_done_callback(
+            functools.partial(self._lost_in_handshake, connection))
         return None
+
+    def _admin_allowed(self, connection: ServerConnection, request: Request) -> bool:
+        """``/metrics`` on the call port: loopback peers, or the admin token."""
+        return _is_loopback(_peer(connection))
 
     def process_response(
         self, connection: ServerConnection, request: Request, response: Response
@@ -116,8 +139,13 @@ class App:
         if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
             self._release(connection)  # the handshake failed after the slot was reserved
 
+    def _lost_in_handshake(self, connection: ServerConnection, _: object) -> None:
+        if connection not in self._handling:
+            self._release(connection)
+
     def _release(self, connection: ServerConnection) -> None:
-        cell = self._reserved.pop(id(connection), None)
+        self._handling.discard(connection)
+        cell = self._reserved.pop(connection, None)
         if cell is not None:
             self.admission.release(cell)
             if self.admission.active == 0:
@@ -142,7 +170,7 @@ class App:
         if subprotocol in SUBPROTOCOLS:
             return detect_provider("", subprotocol=subprotocol), None
         try:
-            first = await asyncio.wait_for(ws.recv(), _FIRST_MESSAGE_TIMEOUT_S)
+            first = await asyncio.wait_for(ws.recv(), self.config.first_message_timeout_s)
         except (TimeoutError, ConnectionClosed):
             return None, None
         provider = detect_provider(first)
@@ -162,43 +190,63 @@ class App:
         return session, ProviderTransport(ws, session, codec)
 
     async def handle(self, ws: ServerConnection) -> None:
+        """Serve one call; whatever happens, its slot, cell state and lanes are released."""
+        self._handling.add(ws)
         started = time.perf_counter()
-        dialog = uuid.uuid4().hex
-        provider, first = await self._provider(ws)
-        if provider is None:
+        provider: str | None = None
+        call_id = "-"
+        try:
+            provider, first = await self._provider(ws)
+            if provider is None:
+                await self._undetected(ws, first)
+                return
+            call_id = await self._serve_call(ws, provider, first)
+        except Exception as exc:  # a bug: one log line with the traceback, a clean close
+            log.exception("call %s: internal error", call_id)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(CloseCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__})")
+        finally:
             self._release(ws)
+            log.info("call %s (%s) ended after %.1f s (close code %s)", call_id,
+                     provider or "unknown", time.perf_counter() - started, ws.close_code)
+
+    async def _undetected(self, ws: ServerConnection, first: str | bytes | None) -> None:
+        if first is None:
+            reason = "no first message within the timeout"
+            code = CloseCode.TIMEOUT
+        else:
             reason = ("cannot tell the protocol or provider from the first message; "
                       "use /native, /twilio, /vonage, ...")
-            with contextlib.suppress(ConnectionClosed):
-                if first is not None:
-                    await ws.send(encode_server_event(ErrorEvent(CloseCode.BAD_MESSAGE, reason)))
-                await ws.close(CloseCode.BAD_MESSAGE, reason)
-            return
+            code = CloseCode.BAD_MESSAGE
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(encode_server_event(ErrorEvent(code, reason)))
+            await ws.close(code, reason)
+
+    async def _serve_call(self, ws: ServerConnection, provider: str,
+                          first: str | bytes | None) -> str:
+        dialog = uuid.uuid4().hex
         session, transport = self._transport(ws, provider)
         try:
-            runner, cell_name = self._runner(dialog, self._reserved.get(id(ws), "0"))
+            runner, cell_name = self._runner(dialog, self._reserved.get(ws, "0"))
         except CellFailed as exc:
-            self._release(ws)
-            await ws.close(CloseCode.TRY_AGAIN_LATER, str(exc))
-            return
-        cell = self.metrics.active_dialogs.labels(cell=cell_name)
-        cell.inc()
-        vad = VadRunner(self.detector, self.executor)
-        observer = _CellObserver(self, cell_name)
-        runtime = CallRuntime(ws, session, runner, vad, observer=observer, transport=transport)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(CloseCode.TRY_AGAIN_LATER, close_reason(str(exc)))
+            return "-"
+        gauge = self.metrics.active_dialogs.labels(cell=cell_name)
+        gauge.inc()
         try:
+            vad = VadRunner(self.detector, self.executor)
+            observer = _CellObserver(self, cell_name)
+            runtime = CallRuntime(ws, session, runner, vad, observer=observer,
+                                  transport=transport, limits=self.limits)
             await runtime.run(first)
-        except Exception:
+        except Exception as exc:  # a bug: one log line with the traceback, a clean close
             log.exception("call %s: internal error", session.call_id)
-            await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(CloseCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__})")
         finally:
-            cell.dec()
-            self._release(ws)
-            log.info(
-                "call %s (%s) ended after %.1f s on cell %s (close code %s)",
-                session.call_id, provider, time.perf_counter() - started, cell_name,
-                ws.close_code,
-            )
+            gauge.dec()
+        return session.call_id or "-"
 
     # ------------------------------------------------------------------ TurnObserver
 
@@ -274,59 +322,33 @@ def load_app(config: ServerConfig) -> App:
         dialogs_per_core=config.dialogs_per_core, cores=len(config.cpus),
         slo_p95_ms=config.slo_p95_ms,
     ))
-    return App(config, detector, engines, pool, scenarios, executor, session_config, admission)
+    limits = CallLimits(first_message_timeout_s=config.first_message_timeout_s,
+                        no_audio_timeout_s=config.no_audio_timeout_s,
+                        max_audio_ahead_ms=config.max_audio_ahead_ms)
+    return App(config, detector, engines, pool, scenarios, executor, session_config, admission,
+               limits=limits)
+
+
+def _peer(connection: ServerConnection) -> str:
+    """The direct peer's IP address ('' when unknown)."""
+    address = connection.remote_address
+    return str(address[0]) if address else ""
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _has_type(text: str) -> bool:
     """Whether ``text`` is a JSON object with a ``type`` (the native protocol's shape)."""
     try:
-        obj = json.loads(text)
+        obj = load_json(text)
     except ValueError:
         return False
     return isinstance(obj, dict) and "type" in obj
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def run_server(app: App, *, started: asyncio.Future[Server] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or until the task is cancelled)."""
-    config = app.config
-    if app.pool is not None:
-        await app.pool.start()
-        app.pool.on_change = lambda: _cells_changed(app)
-        _cells_changed(app)
-    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, _resolve, stop)
-    async with serve(
-        app.handle,
-        config.host,
-        config.port,
-        max_size=config.max_message_bytes,
-        max_queue=64,
-        process_request=app.process_request,
-        process_response=app.process_response,
-        select_subprotocol=select_subprotocol,
-        compression=None,
-        ping_interval=20,
-        ping_timeout=20,
-    ) as server:
-        sockets = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
-        log.info("voicebot listening on %s", sockets)
-        if started is not None:
-            started.set_result(server)
-        try:
-            await stop
-        finally:
-            await _drain(app)
-    if app.pool is not None:
-        app.pool.stop()
-    app.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class _CellObserver:
@@ -345,30 +367,3 @@ class _CellObserver:
 
     def engine_rtf(self, engine: str, rtf: float) -> None:
         self._app.engine_rtf(engine, rtf)
-
-
-def _cells_changed(app: App) -> None:
-    """A cell died or came back: capacity follows the ready cells."""
-    assert app.pool is not None
-    ready = app.pool.ready_cells()
-    app.admission.set_cells(str(cell.index) for cell in ready)
-    for cell in app.pool.cells:
-        app.metrics.cell_info.labels(cell=str(cell.index), cpu=str(cell.spec.cpu),
-                                     pid=str(cell.pid)).set(1 if cell in ready else 0)
-        if cell.pid is not None:
-            app.metrics.rss.labels(cell=str(cell.index)).set_function(
-                functools.partial(rss_bytes, cell.pid))
-            app.metrics.cpu.labels(cell=str(cell.index)).set_function(
-                functools.partial(cpu_seconds, cell.pid))
-
-
-async def _drain(app: App) -> None:
-    """Stop admitting (``/readyz`` turns 503) and let live calls finish, up to
-    ``drain_timeout_s``; the server then closes what is left with 1001."""
-    app.admission.draining = True
-    log.info("draining: %d live calls, up to %.0f s", app.admission.active,
-             app.config.drain_timeout_s)
-    if app.admission.active:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(app.idle.wait(), app.config.drain_timeout_s)
-    log.info("shutting down with %d live calls", app.admission.active)

@@ -109,14 +109,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _configure_logging(level: str) -> None:
     """voicebot's own loggers at ``level``; third-party libraries at WARNING
-    (onnxruntime's quantizer, for one, logs every tensor at INFO on the root)."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for name in ("voicebot", "server"):
-        logging.getLogger(name).setLevel(level.upper())
+    (onnxruntime's quantizer, for one, logs every tensor at INFO on the root);
+    caller-supplied text escaped (server/logsafe.py)."""
+    from server.logsafe import configure_logging
+
+    configure_logging(level)
 
 
 def _pin_process(cpus: Sequence[int]) -> None:
@@ -128,8 +125,9 @@ def _pin_process(cpus: Sequence[int]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.app import load_app, run_server
+    from server.app import load_app
     from server.config import load_config
+    from server.serving import run_server
 
     config = load_config(args.config, overrides={
         "host": args.host, "port": args.port, "log_level": args.log_level, "cpus": args.cpus,
@@ -222,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (engines get explicit thread counts; these cover BLAS/OpenMP pools).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    # ONNX Runtime's telemetry would write a store under ~/.cache/Microsoft from every
+    # process (cells inherit this environment).
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     args = _parser().parse_args(argv)
     try:
         handlers = {"serve": _serve, "call": _call, "simulate": _simulate, "bench": _bench,

@@ -52,6 +52,25 @@ class ServerConfig:
     speculative_asr_ms: int = 0
     log_level: str = "INFO"
     engines: EngineConfig = field(default_factory=EngineConfig)
+    # Every wait has a bound (docs/security.md): a connection that holds a slot and sends
+    # nothing, or no audio, is closed with 4408.
+    handshake_timeout_s: float = 10.0
+    first_message_timeout_s: float = 10.0
+    no_audio_timeout_s: float = 10.0
+    max_audio_ahead_ms: float = 2000.0
+    """A caller may run this far ahead of real time; past it, the server stops reading
+    its socket until real time catches up (TCP backpressure)."""
+    heartbeat_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 3.0
+    job_timeout_s: float = 10.0
+    stuck_job_s: float = 30.0
+    admin_host: str | None = None
+    admin_port: int | None = None
+    """Serve /metrics (and /healthz, /readyz) on this port apart from the call port."""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    auth: Any = None
+    """The ``auth:`` section (server/auth.py); ``"none"`` turns authentication off."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -67,16 +86,25 @@ class ServerConfig:
             raise ConfigError("slo_p95_ms must be positive and drain_timeout_s not negative")
         if self.speculative_asr_ms < 0:
             raise ConfigError("speculative_asr_ms must be 0 (off) or positive")
+        for name in _FLOATS:
+            if name not in ("slo_p95_ms", "drain_timeout_s") and getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.admin_port is not None and not 0 <= self.admin_port <= 65535:
+            raise ConfigError(f"admin_port {self.admin_port} is out of range 0..65535")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("tls_cert_file and tls_key_file go together")
         for kind, name in self.engines.names().items():
             if name not in ENGINE_NAMES[kind]:
                 known = ", ".join(ENGINE_NAMES[kind])
                 raise ConfigError(f"unknown {kind} engine {name!r}; known: {known}")
 
 
-_PATHS = ("scenarios_dir", "models_dir", "manifest")
+_PATHS = ("scenarios_dir", "models_dir", "manifest", "tls_cert_file", "tls_key_file")
 _INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "dialogs_per_core",
-         "speculative_asr_ms")
-_FLOATS = ("slo_p95_ms", "drain_timeout_s")
+         "speculative_asr_ms", "admin_port")
+_FLOATS = ("slo_p95_ms", "drain_timeout_s", "handshake_timeout_s", "first_message_timeout_s",
+           "no_audio_timeout_s", "max_audio_ahead_ms", "heartbeat_interval_s",
+           "heartbeat_timeout_s", "job_timeout_s", "stuck_job_s")
 
 
 def parse_cpus(value: Any) -> tuple[int, ...]:
@@ -117,7 +145,7 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
             raise ConfigError(f"cells must be true or false, not {value!r}")
         return value if isinstance(value, bool) else str(value).lower() == "true"
-    return str(value) if key != "engines" else value
+    return str(value) if key not in ("engines", "auth") else value
 
 
 _MODEL_KEYS = ("model", "voice", "model_path")

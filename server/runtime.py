@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server import webhook
 from server.cells import CellFailed
+from server.limits import AudioClock, CallLimits
 from server.runners import JobDropped, JobRunner, VadRunner
 from server.transports import NativeTransport, Transport
 from voicebot import protocol as p
@@ -88,6 +89,8 @@ class _Lane:
             self._busy = True
             try:
                 await job()
+            except Exception:  # one failed job must not stop the lane (puts would block)
+                log.exception("%s lane: a job failed", self.name)
             finally:
                 self._busy = False
 
@@ -120,7 +123,10 @@ class CallRuntime:
     def __init__(
         self, ws: ServerConnection, session: Session, runner: JobRunner, vad: VadRunner,
         *, observer: TurnObserver | None = None, transport: Transport | None = None,
+        limits: CallLimits | None = None,
     ) -> None:
+        self._limits = limits or CallLimits()
+        self._clock = AudioClock(self._limits)
         self._transport: Transport = transport or NativeTransport(ws, session)
         self._webhooks: set[asyncio.Task[None]] = set()
         self._observer = observer
@@ -159,25 +165,52 @@ class CallRuntime:
         for lane in (self._asr, self._nlu, self._tts):
             lane.start()
         self._transport.start()
+        self._clock.opened(self._loop.time(), received=first is not None)
         try:
             if first is not None:
                 await self._receive(first)
-            if not self._closing:
-                async for message in self._ws:
-                    await self._receive(message)
-                    if self._closing:
-                        break
+            while not self._closing:
+                wait_s, what = self._clock.deadline(self._loop.time())
+                try:
+                    message = await asyncio.wait_for(self._ws.recv(), max(wait_s, 0.0))
+                except TimeoutError:
+                    await self._timed_out(what)
+                    break
+                await self._receive(message)
+                pause_s = self._clock.throttle_s(self._loop.time())
+                if pause_s > 0:  # faster than real time: stop reading for a while
+                    await asyncio.sleep(pause_s)
         except ConnectionClosed:
             pass
         finally:
-            await self.execute(self._session.connection_lost())
-            await self._transport.stop()
-            for lane in (self._asr, self._nlu, self._tts):
-                await lane.stop()
-            await self._runner.close()
+            await self._release()
+
+    async def _release(self) -> None:
+        """Every step runs, whatever an earlier one raised: the cell must forget the dialog."""
+        steps: list[Callable[[], Awaitable[object]]] = [
+            lambda: self.execute(self._session.connection_lost()),
+            self._transport.stop,
+            self._asr.stop, self._nlu.stop, self._tts.stop,
+            self._runner.close,
+        ]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("call %s: cleanup step failed", self._session.call_id)
+        for task in list(self._webhooks):
+            task.cancel()
+
+    async def _timed_out(self, what: str) -> None:
+        log.info("call %s: %s; closing", self._session.call_id, what)
+        self._closing = True
+        await self._send_event(SendEvent(p.ErrorEvent(p.CloseCode.TIMEOUT, what)))
+        with contextlib.suppress(ConnectionClosed):
+            await self._transport.close(p.CloseCode.TIMEOUT, what)
 
     async def _receive(self, message: str | bytes) -> None:
         commands = self._transport.receive(message)
+        self._clock.received(self._loop.time(), audio_ms=self._session.now_ms)
         if self._transport.input_event:
             self._input_end = self._loop.time()  # start, dtmf: the turn's input
         await self.execute(commands)
@@ -375,3 +408,4 @@ class CallRuntime:
             self._session.call_id, command.turn, command.state, command.intent,
             command.confidence, latency_ms, timings, command.transcript, command.text,
         )
+

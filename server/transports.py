@@ -133,7 +133,7 @@ class NativeTransport:
         pass  # native clients learn what played from their own playback
 
     async def close(self, code: int, reason: str) -> None:
-        await self._ws.close(code, reason)
+        await self._ws.close(code, p.close_reason(reason))
 
 
 class ProviderTransport:
@@ -177,6 +177,12 @@ class ProviderTransport:
         except ProtocolError as exc:
             self.input_event = False
             return self._session.protocol_error(exc)
+        except Exception as exc:  # a codec bug: the message was still not one we serve
+            log.exception("call %s (%s): codec failed on a message", self._session.call_id,
+                          self.name)
+            self.input_event = False
+            return self._session.protocol_error(
+                ProtocolError(f"{self.name}: malformed message ({type(exc).__name__})"))
         self.input_event = any(isinstance(e, CallStarted | DtmfIn) for e in events)
         out: list[Command] = []
         for event in events:
@@ -248,4 +254,4 @@ class ProviderTransport:
             with contextlib.suppress(ProtocolError):
                 for frame in self._codec.encode_hangup(self._hangup):
                     await self._send_now(frame)
-        await self._ws.close(code, reason)
+        await self._ws.close(code, p.close_reason(reason))

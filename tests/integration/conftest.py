@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,12 @@ def free_port() -> int:
         return port
 
 
-def http_status(url: str) -> int:
+def http_status(url: str, *, headers: Mapping[str, str] | None = None) -> int:
+    """The HTTP status of GET ``url`` (a TLS server's self-signed certificate accepted)."""
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
             status: int = response.status
             return status
     except urllib.error.HTTPError as exc:
@@ -44,11 +48,14 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def running_server(log_dir: Path, *args: str) -> Iterator[ServerProcess]:
-    """``voicebot serve ARGS`` on a free port until the block ends."""
+def running_server(log_dir: Path, *args: str, env: Mapping[str, str] | None = None,
+                   scheme: str = "http") -> Iterator[ServerProcess]:
+    """``voicebot serve ARGS`` on a free port until the block ends (``env`` added to the
+    environment; ``scheme="https"`` for a TLS listener: readiness is then asked of the
+    admin or plain port by the caller's config, so it only waits for the port)."""
     port = free_port()
     log_path = log_dir / "server.log"
-    env = dict(os.environ, VOICEBOT_PORT=str(port), VOICEBOT_LOG_LEVEL="INFO")
+    env = dict(os.environ, VOICEBOT_PORT=str(port), VOICEBOT_LOG_LEVEL="INFO", **(env or {}))
     env.setdefault("VOICEBOT_MODELS_DIR", str(REPO / "models" / "cache"))
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -61,15 +68,16 @@ def running_server(log_dir: Path, *args: str) -> Iterator[ServerProcess]:
                 if proc.poll() is not None:
                     pytest.fail(f"server exited early:\n{log_path.read_text()}")
                 try:
-                    if http_status(f"http://127.0.0.1:{port}/readyz") == 200:
+                    if http_status(f"{scheme}://127.0.0.1:{port}/readyz") == 200:
                         break
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
                     pytest.fail(f"server not ready:\n{log_path.read_text()}")
                 time.sleep(0.2)
-            yield ServerProcess(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", proc,
-                                log_path)
+            ws_scheme = "wss" if scheme == "https" else "ws"
+            yield ServerProcess(f"{ws_scheme}://127.0.0.1:{port}", f"{scheme}://127.0.0.1:{port}",
+                                proc, log_path)
         finally:
             proc.terminate()
             try:
