@@ -18,7 +18,7 @@ PROTOCOL ?= native
 DENSITY_STACKS ?= reference reference-utterance default
 
 .PHONY: serve test lint typecheck unit install demo bench-calls bench-engines load density \
-	clean
+	soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,16 @@ density: $(STAMP)
 			--server-cpus $(SERVER_CPU) --client-cpu $(CLIENT_CPU) --out out/density/$$stack \
 			$(DENSITY_ARGS) || exit 1; \
 	done
+
+## make soak: the front process's memory over SOAK_CALLS short calls (server pinned to
+## SERVER_CPU, client to CLIENT_CPU); writes docs/benchmarks/soak.md/.json.
+SOAK_CALLS ?= 3000
+soak: $(STAMP)
+	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --port $(BENCH_PORT) \
+		--dialogs-per-core 8 & pid=$$!; \
+	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
+	taskset -c $(CLIENT_CPU) $(PY) -m loadtests.soak --url ws://127.0.0.1:$(BENCH_PORT) \
+		--calls $(SOAK_CALLS); rc=$$?; kill $$pid; wait $$pid; exit $$rc
 
 ## make demo: the lost-card call against a running `make serve`.
 demo: $(STAMP)

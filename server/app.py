@@ -28,11 +28,19 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from server.admission import Admission, AdmissionConfig
+from server.auth import (
+    Decision,
+    check_admin,
+    check_exposure,
+    check_handshake,
+    make_rate_limiter,
+)
 from server.cell_worker import CellSpec
 from server.cells import CellFailed, CellPool
 from server.config import ServerConfig
 from server.limits import CallLimits
 from server.metrics import CONTENT_TYPE, Metrics
+from server.netpolicy import HandshakeRequest, RateLimiter
 from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from server.runtime import CallRuntime
 from server.transports import (
@@ -77,6 +85,9 @@ class App:
     metrics: Metrics = field(default_factory=Metrics)
     _reserved: dict[ServerConnection, str] = field(default_factory=dict)  # -> reserved cell
     _handling: set[ServerConnection] = field(default_factory=set)  # handler took over
+    _decisions: dict[ServerConnection, Decision] = field(default_factory=dict)
+    limiter: RateLimiter | None = None
+    """New connections per source (``auth.rate_limit``); it holds the buckets."""
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the last live call ends (what a drain waits for)."""
 
@@ -103,14 +114,16 @@ class App:
                 return connection.respond(http.HTTPStatus.NOT_FOUND,
                                           "metrics are served on the admin port\n")
             if not self._admin_allowed(connection, request):
-                log.warning("refused /metrics to %s: not loopback and no valid admin token",
-                            _peer(connection))
+                log.warning("refused /metrics to %s: no valid admin token", _peer(connection))
                 return connection.respond(http.HTTPStatus.UNAUTHORIZED, "admin token required\n")
             return self.http_endpoint(connection, path)
         if not provider_for_path(path)[0]:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "no call endpoint here\n")
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return None  # websockets answers 426
+        decision = self._authenticate(connection, request)
+        if not decision.allowed:
+            return self._refuse(connection, path, decision)
         refusal = self.admission.refusal()
         if refusal is not None:
             self.metrics.calls.labels(outcome=f"refused_{refusal}").inc()
@@ -123,6 +136,7 @@ class App:
         # nor the handler when the socket drops mid-handshake, so the slot is also bound
         # to the socket's end: whichever comes first releases it, once.
         self._reserved[connection] = self.admission.admit()
+        self._decisions[connection] = decision
         self.idle.clear()
         self.metrics.calls.labels(outcome="admitted").inc()
         connection.connection_lost_waiter.add_done_callback(
@@ -130,8 +144,31 @@ class App:
         return None
 
     def _admin_allowed(self, connection: ServerConnection, request: Request) -> bool:
-        """``/metrics`` on the call port: loopback peers, or the admin token."""
+        """``/metrics`` on the call port: with an admin token configured, only with it;
+        without one, only for loopback peers (a Prometheus on the same host)."""
+        if self.config.auth.admin_tokens:
+            return check_admin(request.headers.get("Authorization"), self.config.auth)
         return _is_loopback(_peer(connection))
+
+    def _authenticate(self, connection: ServerConnection, request: Request) -> Decision:
+        """Networks, Origin, rate, then the endpoint's credentials (server/auth.py)."""
+        handshake = HandshakeRequest.from_target(
+            request.path, request.headers, peer_ip=_peer(connection),
+            tls=self.config.tls_cert_file is not None)
+        return check_handshake(handshake, self.config.auth, now_s=time.time(),
+                               limiter=self.limiter)
+
+    def _refuse(self, connection: ServerConnection, path: str, decision: Decision) -> Response:
+        status = http.HTTPStatus(decision.status or http.HTTPStatus.FORBIDDEN)
+        self.metrics.calls.labels(outcome=f"refused_{status.value}").inc()
+        log.warning("refused %s from %s: HTTP %d, %s", path, decision.client_ip or "?",
+                    status.value, decision.reason)
+        response = connection.respond(status, f"{status.phrase}\n")
+        if decision.challenge and status == http.HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = decision.challenge
+        if status == http.HTTPStatus.TOO_MANY_REQUESTS:
+            response.headers["Retry-After"] = "1"
+        return response
 
     def process_response(
         self, connection: ServerConnection, request: Request, response: Response
@@ -145,6 +182,7 @@ class App:
 
     def _release(self, connection: ServerConnection) -> None:
         self._handling.discard(connection)
+        self._decisions.pop(connection, None)
         cell = self._reserved.pop(connection, None)
         if cell is not None:
             self.admission.release(cell)
@@ -158,7 +196,8 @@ class App:
             cell = self.pool.place(dialog, int(reserved))
             return CellRunner(cell, dialog), str(cell.index)
         assert self.engines is not None
-        return LocalRunner(CallJobs(self.engines), self.executor), "0"
+        return LocalRunner(CallJobs(self.engines), self.executor,
+                           job_timeout_s=self.config.job_timeout_s), "0"
 
     async def _provider(self, ws: ServerConnection) -> tuple[str | None, str | bytes | None]:
         """The call's provider (by path, else by its first message) and that message."""
@@ -199,6 +238,15 @@ class App:
             provider, first = await self._provider(ws)
             if provider is None:
                 await self._undetected(ws, first)
+                return
+            decision = self._decisions.get(ws)
+            if decision is None or not decision.permits(provider):
+                log.warning("refused a %s call on %s: its credentials are for %s", provider,
+                            _peer(ws), ", ".join(sorted(decision.endpoints)) if decision
+                            else "nothing")
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.close(CloseCode.UNAUTHORIZED,
+                                   f"not authenticated as a {provider} connection")
                 return
             call_id = await self._serve_call(ws, provider, first)
         except Exception as exc:  # a bug: one log line with the traceback, a clean close
@@ -270,6 +318,9 @@ def load_app(config: ServerConfig) -> App:
     """Load scenarios; then either describe the cells (``cells: true``: each loads its own
     engines when the server starts) or load the engines in process; warm up."""
     started = time.perf_counter()
+    warning = check_exposure(config.host, config.auth)  # ConfigError: refuses to start
+    if warning is not None:
+        log.warning("%s (docs/security.md)", warning)
     paths = sorted(config.scenarios_dir.glob("*.yaml"))
     if not paths:
         raise ConfigError(f"no scenarios (*.yaml) in {config.scenarios_dir}")
@@ -297,7 +348,9 @@ def load_app(config: ServerConfig) -> App:
                      log_level=config.log_level)
             for i, cpu in enumerate(config.cpus)
         ]
-        pool = CellPool(specs)
+        pool = CellPool(specs, heartbeat_interval_s=config.heartbeat_interval_s,
+                        heartbeat_timeout_s=config.heartbeat_timeout_s,
+                        job_timeout_s=config.job_timeout_s, stuck_job_s=config.stuck_job_s)
     else:
         engines = build_engine_set(config.engines.names(), options, prompt_cache_dir=cache_dir)
         for scenario in scenarios.values():
@@ -326,7 +379,7 @@ def load_app(config: ServerConfig) -> App:
                         no_audio_timeout_s=config.no_audio_timeout_s,
                         max_audio_ahead_ms=config.max_audio_ahead_ms)
     return App(config, detector, engines, pool, scenarios, executor, session_config, admission,
-               limits=limits)
+               limits=limits, limiter=make_rate_limiter(config.auth))
 
 
 def _peer(connection: ServerConnection) -> str:

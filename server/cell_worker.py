@@ -5,6 +5,10 @@ engines once (one intra-op thread each), prepares every scenario, then serves
 jobs from the front process in earliest-deadline-first order: a receiver thread
 reads the pipe into the queue (so the front never blocks on a full pipe while a
 long job runs) and the main thread executes one job at a time.
+
+The receiver thread also answers the front's heartbeat, ``("ping", seq)``, at
+once with ``("pong", seq, job_id, running_s)``: the job running now (None when
+idle) and for how long, so the front tells a busy cell from a hung one.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALLOWED_METHODS", "CellSpec", "cell_main"]
+__all__ = ["ALLOWED_METHODS", "CellSpec", "cell_main", "serve_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +60,10 @@ def cell_main(spec: CellSpec, conn: Connection) -> None:
     _pin(spec.cpu)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    logging.basicConfig(level=logging.WARNING,
-                        format=f"%(asctime)s %(levelname)s cell{spec.index} %(name)s: %(message)s")
-    for name in ("voicebot", "server"):
-        logging.getLogger(name).setLevel(spec.log_level)
+    from server.logsafe import configure_logging
+
+    configure_logging(spec.log_level,
+                      fmt=f"%(asctime)s %(levelname)s cell{spec.index} %(name)s: %(message)s")
     from voicebot.dialog.loader import load_scenarios
     from voicebot.engines.registry import build_engine_set
 
@@ -76,6 +80,11 @@ def cell_main(spec: CellSpec, conn: Connection) -> None:
         conn.send(("failed", repr(exc)))
         return
     _pin(spec.cpu)  # threads the runtimes started while loading
+    serve_jobs(engines, conn)
+
+
+def serve_jobs(engines: Any, conn: Connection) -> None:
+    """Announce the cell ready, then run jobs on ``engines`` until the front goes away."""
     conn.send(("ready", os.getpid()))
     _Worker(engines, conn).run()
 
@@ -91,6 +100,7 @@ class _Worker:
         self._calls: dict[str, Any] = {}
         self._stopping = False
         self._send_lock = threading.Lock()
+        self._current: tuple[int, float] | None = None  # (job id, started), main thread
 
     def run(self) -> None:
         threading.Thread(target=self._receive, name="cell-receiver", daemon=True).start()
@@ -101,7 +111,11 @@ class _Worker:
                 if self._stopping:
                     return
                 job = self._queue.pop()
-            self._execute(job)
+            self._current = (job.job_id, time.monotonic())
+            try:
+                self._execute(job)
+            finally:
+                self._current = None
 
     def _receive(self) -> None:
         try:
@@ -118,6 +132,13 @@ class _Worker:
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
+        if kind == "ping":  # answered here, without waiting for the job that runs
+            current = self._current
+            if current is None:
+                self._send(("pong", message[1], None, 0.0))
+            else:
+                self._send(("pong", message[1], current[0], time.monotonic() - current[1]))
+            return
         with self._lock:
             if kind == "job":
                 _, job_id, call_id, method, args, tag = message

@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--pause-ms", type=int, default=400,
                       help="caller's pause after the bot stops speaking")
     call.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
+    call.add_argument("--token", default=None,
+                      help="send 'Authorization: Bearer TOKEN' (or put ?token= in --url)")
     sim = sub.add_parser("simulate", help="play a telephony provider's side of a call and "
                          "print one JSON line per turn")
     sim.add_argument("provider", choices=("twilio", "telnyx", "exotel", "vonage", "asterisk",
@@ -101,9 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-only", action="store_true",
                        help="skip intent accuracy (for synthetic models)")
 
+    from server.auth_cli import register as register_token
     from server.models_cli import register as register_models
 
     register_models(sub)
+    register_token(sub)
     return parser
 
 
@@ -155,7 +159,7 @@ def _call(args: argparse.Namespace) -> int:
     turns = getattr(args, "turns", None) or []
     options = CallOptions(url=args.url, scenario=args.scenario, encoding=args.encoding,
                           sample_rate_hz=args.rate, pause_ms=args.pause_ms,
-                          turn_timeout_s=args.timeout_s)
+                          turn_timeout_s=args.timeout_s, token=args.token)
     return run_call(turns, options, out=args.out)
 
 
@@ -208,6 +212,12 @@ def _caller_audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from server.auth_cli import run as run_token
+
+    return run_token(args)
+
+
 def _models(args: argparse.Namespace) -> int:
     from server.models_cli import run as run_models
 
@@ -226,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         handlers = {"serve": _serve, "call": _call, "simulate": _simulate, "bench": _bench,
-                    "models": _models, "caller-audio": _caller_audio}
+                    "models": _models, "caller-audio": _caller_audio, "token": _token}
         return handlers[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)

@@ -51,6 +51,8 @@ class CallOptions:
     pause_ms: int = 400
     turn_timeout_s: float = 20.0
     call_id: str = field(default_factory=lambda: f"cli-{uuid.uuid4().hex[:12]}")
+    token: str | None = field(default=None, repr=False)
+    """Sent as ``Authorization: Bearer`` (the server's auth.native.tokens)."""
 
 
 @dataclass(slots=True)
@@ -193,7 +195,8 @@ async def place_call(
 ) -> tuple[list[TurnReport], Pcm]:
     """Run one call; returns a report per turn (0 = greeting) and all bot audio."""
     loop = asyncio.get_running_loop()
-    async with connect(options.url, max_size=2**20) as ws:
+    headers = {"Authorization": f"Bearer {options.token}"} if options.token else {}
+    async with connect(options.url, max_size=2**20, additional_headers=headers) as ws:
         start = p.Start(call_id=options.call_id, encoding=options.encoding,
                         sample_rate_hz=options.sample_rate_hz, scenario=options.scenario)
         await ws.send(p.encode_client_message(start))

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from server.auth import AuthConfig, parse_auth_config
 from voicebot.engines.registry import ENGINE_NAMES
 from voicebot.errors import ConfigError
 
@@ -52,8 +53,8 @@ class ServerConfig:
     speculative_asr_ms: int = 0
     log_level: str = "INFO"
     engines: EngineConfig = field(default_factory=EngineConfig)
-    # Every wait has a bound (docs/security.md): a connection that holds a slot and sends
-    # nothing, or no audio, is closed with 4408.
+    # Every wait has a bound (docs/security.md, "Timeouts and limits"): a connection that
+    # holds a slot and sends nothing, or no audio, is closed with 4408.
     handshake_timeout_s: float = 10.0
     first_message_timeout_s: float = 10.0
     no_audio_timeout_s: float = 10.0
@@ -69,8 +70,9 @@ class ServerConfig:
     """Serve /metrics (and /healthz, /readyz) on this port apart from the call port."""
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    auth: Any = None
-    """The ``auth:`` section (server/auth.py); ``"none"`` turns authentication off."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """The ``auth:`` section (server/auth.py, docs/security.md); ``auth: none`` (or env
+    ``VOICEBOT_AUTH=none``) turns authentication off on purpose."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -145,7 +147,7 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
             raise ConfigError(f"cells must be true or false, not {value!r}")
         return value if isinstance(value, bool) else str(value).lower() == "true"
-    return str(value) if key not in ("engines", "auth") else value
+    return str(value) if key != "engines" else value
 
 
 _MODEL_KEYS = ("model", "voice", "model_path")
@@ -168,13 +170,16 @@ def _resolve_model_paths(options: Any, base: Path) -> dict[str, dict[str, Any]]:
     return resolved
 
 
-def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path) -> ServerConfig:
+def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path,
+                  env: Mapping[str, str]) -> ServerConfig:
     known = {f.name for f in fields(ServerConfig)}
     changes: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"unknown configuration key {key!r}")
-        if key == "engines":
+        if key == "auth":
+            changes[key] = parse_auth_config(value, env=env, base_dir=base)
+        elif key == "engines":
             if not isinstance(value, Mapping):
                 raise ConfigError("'engines' must be a mapping")
             value = dict(value)
@@ -198,7 +203,8 @@ def load_config(
     """Build the configuration: defaults, then ``path`` (YAML), env, then ``overrides``.
 
     Environment: ``VOICEBOT_HOST``, ``VOICEBOT_PORT``, ``VOICEBOT_MODELS_DIR``,
-    ``VOICEBOT_LOG_LEVEL``.
+    ``VOICEBOT_LOG_LEVEL``, ``VOICEBOT_ADMIN_PORT``, ``VOICEBOT_AUTH=none``; the secrets of
+    the ``auth:`` section are read from the variables (or files) it names.
     """
     env = os.environ if env is None else env
     config = ServerConfig()
@@ -209,7 +215,9 @@ def load_config(
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: the configuration must be a mapping")
-        config = _from_mapping(config, data, Path(path).resolve().parent)
+        if str(env.get("VOICEBOT_AUTH", "")).strip().lower() == "none":
+            data = {k: v for k, v in data.items() if k != "auth"}  # its secrets not needed
+        config = _from_mapping(config, data, Path(path).resolve().parent, env)
     from_env = {
         key: env[var]
         for key, var in (
@@ -217,9 +225,14 @@ def load_config(
             ("port", "VOICEBOT_PORT"),
             ("models_dir", "VOICEBOT_MODELS_DIR"),
             ("log_level", "VOICEBOT_LOG_LEVEL"),
+            ("admin_port", "VOICEBOT_ADMIN_PORT"),
+            ("auth", "VOICEBOT_AUTH"),
         )
         if env.get(var)
     }
-    config = _from_mapping(config, from_env, Path.cwd())
+    if "auth" in from_env and from_env["auth"].strip().lower() != "none":
+        raise ConfigError("VOICEBOT_AUTH can only be 'none'; configure authentication in the "
+                          "config file's auth: section")
+    config = _from_mapping(config, from_env, Path.cwd(), env)
     return _from_mapping(config, {k: v for k, v in (overrides or {}).items() if v is not None},
-                         Path.cwd())
+                         Path.cwd(), env)

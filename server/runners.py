@@ -8,18 +8,23 @@ The runtime calls :class:`JobRunner` methods by job name (the methods of
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import threading
 from collections.abc import Hashable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from server.cells import Cell
+from server.cells import Cell, JobTimedOut
 from voicebot.engines.base import Pcm, SpeechDetector
 from voicebot.jobs import CallJobs
 
 __all__ = ["CellRunner", "JobDropped", "JobRunner", "LocalRunner", "VadRunner"]
+
+log = logging.getLogger(__name__)
 
 
 class JobDropped(Exception):
@@ -39,21 +44,55 @@ class JobRunner(Protocol):
 
 
 class LocalRunner:
-    """Jobs on the server's own engine threads (``cells: false``)."""
+    """Jobs on the server's own engine threads (``cells: false``).
 
-    def __init__(self, jobs: CallJobs, executor: Executor) -> None:
+    A job whose result is not back within ``job_timeout_s`` fails with
+    :class:`JobTimedOut`; its thread cannot be stopped and runs on, so closing the
+    call's engine state waits (off the event loop) until such stragglers end.
+    """
+
+    def __init__(self, jobs: CallJobs, executor: Executor, *,
+                 job_timeout_s: float = 10.0) -> None:
         self._jobs = jobs
         self._executor = executor
+        self._job_timeout_s = job_timeout_s
+        self._running: set[Future[Any]] = set()
 
     async def run(self, method: str, *args: Any, tag: Hashable = None) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, getattr(self._jobs, method), *args)
+        job = self._executor.submit(getattr(self._jobs, method), *args)
+        self._running = {j for j in self._running if not j.done()}  # few: lanes, stragglers
+        self._running.add(job)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job), self._job_timeout_s)
+        except TimeoutError:
+            if job.done() and not job.cancelled():
+                raise  # the job's own error
+            log.warning("%s job timed out after %.1f s", method, self._job_timeout_s)
+            raise JobTimedOut(f"{method} took more than {self._job_timeout_s:.1f} s") from None
 
     def cancel(self, tag: Hashable) -> None:
         pass  # queued jobs wait in the runtime's lanes, which drop them themselves
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._jobs.close)
+        stragglers = [job for job in self._running if not job.done()]
+        if not stragglers:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._jobs.close)
+            return
+        log.warning("closing a call while %d timed-out job(s) still run; its engine state "
+                    "is released when they end", len(stragglers))
+        lock = threading.Lock()
+        remaining = set(stragglers)
+
+        def straggler_done(job: Future[Any]) -> None:  # on the straggler's thread
+            with lock:
+                remaining.discard(job)
+                last = not remaining
+            if last:
+                with contextlib.suppress(RuntimeError):  # the executor is shut down
+                    self._executor.submit(self._jobs.close)
+
+        for job in stragglers:
+            job.add_done_callback(straggler_done)
 
 
 class CellRunner:

@@ -48,6 +48,7 @@ from voicebot.commands import (
     Understand,
 )
 from voicebot.engines.base import Transcript
+from voicebot.errors import EngineError
 from voicebot.session import Session
 
 __all__ = ["CallRuntime", "TurnObserver"]
@@ -293,8 +294,8 @@ class CallRuntime:
                 await self._run(*args)
             except CellFailed:
                 return
-            except Exception:
-                log.exception("call %s: ASR job failed", self._session.call_id)
+            except Exception as exc:
+                self._job_failed("ASR job", exc)
 
         await self._asr.put(command.utterance, job)
 
@@ -308,8 +309,8 @@ class CallRuntime:
                 transcript = await self._run("finish_transcription", command.utterance)
             except CellFailed:
                 return
-            except Exception:
-                log.exception("call %s: ASR failed", self._session.call_id)
+            except Exception as exc:
+                self._job_failed("ASR", exc)
                 await self._report("speech recognition failed for this utterance")
                 transcript = Transcript("")
             asr_ms = (time.perf_counter() - started) * 1000
@@ -328,8 +329,8 @@ class CallRuntime:
                 intent, entities = result.intent, result.entities
             except CellFailed:
                 return
-            except Exception:
-                log.exception("call %s: NLU failed", self._session.call_id)
+            except Exception as exc:
+                self._job_failed("NLU", exc)
                 await self._report("understanding failed for this turn")
                 intent, entities = None, {}
             self._timings["nlu"] = (time.perf_counter() - started) * 1000
@@ -345,8 +346,8 @@ class CallRuntime:
                                       command.index, tag=command.reply)
             except (CellFailed, JobDropped):
                 return
-            except Exception:
-                log.exception("call %s: TTS failed", self._session.call_id)
+            except Exception as exc:
+                self._job_failed("TTS", exc)
                 await self._report("speech synthesis failed for a sentence")
                 pcm = np.zeros(0, dtype=np.int16)
             tts_ms = (time.perf_counter() - started) * 1000
@@ -373,6 +374,14 @@ class CallRuntime:
         task = asyncio.create_task(call(), name=f"webhook-{command.request_id}")
         self._webhooks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._webhooks.discard)
+
+    def _job_failed(self, what: str, exc: Exception) -> None:
+        """An engine job failed: the turn goes on without its result.  A deadline or a
+        translated engine error is one line; anything else is a bug, with its traceback."""
+        if isinstance(exc, EngineError):
+            log.warning("call %s: %s failed: %s", self._session.call_id, what, exc)
+        else:
+            log.exception("call %s: %s failed", self._session.call_id, what)
 
     async def _report(self, message: str) -> None:
         event = p.ErrorEvent(p.CloseCode.INTERNAL_ERROR, message, fatal=False)

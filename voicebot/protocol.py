@@ -71,6 +71,8 @@ class CloseCode:
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
     BAD_MESSAGE = 4400
+    UNAUTHORIZED = 4401
+    """On ``/``: the detected provider is not one the handshake's credentials are for."""
     UNKNOWN_SCENARIO = 4404
     BAD_VERSION = 4406
     TIMEOUT = 4408
