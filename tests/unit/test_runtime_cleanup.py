@@ -22,9 +22,12 @@ __all__: list[str] = []
 
 
 class _Ws:
-    """A client that sends ``start`` and a second of silence, then hangs up."""
+    """A client that sends ``start`` and a second of silence, then hangs up; with
+    ``audio_fails``, sending it bot audio raises (as a provider codec did on an absurd
+    frame size: the error escaped the TTS lane's job and killed the lane)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, audio_fails: bool = False) -> None:
+        self._audio_fails = audio_fails
         start = {"type": "start", "call_id": "c1", "encoding": "pcm16", "sample_rate_hz": 16000}
         self._inbox: list[str | bytes] = [json.dumps(start), *([b"\x00" * 640] * 50)]
         self.sent: list[str | bytes] = []
@@ -35,7 +38,18 @@ class _Ws:
             raise ConnectionClosed(None, None)
         return self._inbox.pop(0)
 
+    def __aiter__(self) -> _Ws:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
     async def send(self, frame: str | bytes) -> None:
+        if self._audio_fails and isinstance(frame, bytes):
+            raise MemoryError("cannot pad bot audio to the declared frame size")
         self.sent.append(frame)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -63,13 +77,17 @@ class _Runner:
         self._jobs.close()
 
 
-@pytest.mark.parametrize("failing", ["synthesize", "start_transcription", "understand"])
-async def test_a_failing_lane_never_skips_the_release(bank_card: Scenario, failing: str) -> None:
+@pytest.mark.parametrize(("failing", "audio_fails"), [
+    ("synthesize", False), ("start_transcription", False), ("understand", False),
+    ("", True),
+])
+async def test_a_failing_lane_never_skips_the_release(bank_card: Scenario, failing: str,
+                                                      audio_fails: bool) -> None:
     engines, _ = fake_engines("I lost my card")
     engines.prepare(bank_card)
     session = Session(scenarios={bank_card.name: bank_card}, config=SessionConfig())
     runner = _Runner(CallJobs(engines), failing)
-    ws = _Ws()
+    ws = _Ws(audio_fails=audio_fails)
     with ThreadPoolExecutor(1) as executor:
         assert engines.detector is not None
         vad = VadRunner(engines.detector, executor)
