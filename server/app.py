@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import http
-import ipaddress
 import logging
 import time
 import uuid
@@ -23,24 +22,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from server.admission import Admission, AdmissionConfig
 from server.auth import (
     Decision,
-    check_admin,
     check_exposure,
-    check_handshake,
     make_rate_limiter,
 )
 from server.cell_worker import CellSpec
 from server.cells import CellFailed, CellPool
 from server.config import ServerConfig
+from server.gate import Gate, peer
 from server.limits import CallLimits
-from server.metrics import CONTENT_TYPE, Metrics
-from server.netpolicy import HandshakeRequest, RateLimiter
+from server.metrics import Metrics
 from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from server.runtime import CallRuntime
 from server.transports import (
@@ -65,9 +61,6 @@ __all__ = ["App", "load_app"]
 
 log = logging.getLogger(__name__)
 
-_RETRY_AFTER_S = 5
-_FIRST_MESSAGE_TIMEOUT_S = 10.0
-
 
 @dataclass(slots=True)
 class App:
@@ -86,89 +79,29 @@ class App:
     _reserved: dict[ServerConnection, str] = field(default_factory=dict)  # -> reserved cell
     _handling: set[ServerConnection] = field(default_factory=set)  # handler took over
     _decisions: dict[ServerConnection, Decision] = field(default_factory=dict)
-    limiter: RateLimiter | None = None
-    """New connections per source (``auth.rate_limit``); it holds the buckets."""
+    gate: Gate = field(init=False)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the last live call ends (what a drain waits for)."""
 
-    def http_endpoint(self, connection: ServerConnection, path: str) -> Response:
-        """``/healthz``, ``/readyz`` or ``/metrics`` (on the call or the admin listener)."""
-        if path == "/healthz":
-            return connection.respond(http.HTTPStatus.OK, "ok\n")
-        if path == "/readyz":
-            refusal = self.admission.refusal()
-            if refusal is None:
-                return connection.respond(http.HTTPStatus.OK, "ready\n")
-            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal}\n")
-        body = self.metrics.exposition()
-        headers = Headers([("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
-                           ("Connection", "close")])
-        return Response(http.HTTPStatus.OK, "OK", headers, body)
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.config, self.admission, self.metrics,
+                         make_rate_limiter(self.config.auth))
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path in ("/healthz", "/readyz"):
-            return self.http_endpoint(connection, path)
-        if path == "/metrics":
-            if self.config.admin_port is not None:
-                return connection.respond(http.HTTPStatus.NOT_FOUND,
-                                          "metrics are served on the admin port\n")
-            if not self._admin_allowed(connection, request):
-                log.warning("refused /metrics to %s: no valid admin token", _peer(connection))
-                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "admin token required\n")
-            return self.http_endpoint(connection, path)
-        if not provider_for_path(path)[0]:
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "no call endpoint here\n")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return None  # websockets answers 426
-        decision = self._authenticate(connection, request)
-        if not decision.allowed:
-            return self._refuse(connection, path, decision)
-        refusal = self.admission.refusal()
-        if refusal is not None:
-            self.metrics.calls.labels(outcome=f"refused_{refusal}").inc()
-            log.info("refused a call: %s (%d live)", refusal, self.admission.active)
-            response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{refusal}\n")
-            response.headers["Retry-After"] = str(_RETRY_AFTER_S)
-            return response
+        screened = self.gate.screen(connection, request)
+        if screened.decision is None:
+            return screened.response
         # Reserve the slot (on the best open cell) now: two handshakes in flight must not
         # both take the last one.  The websockets library calls neither process_response
         # nor the handler when the socket drops mid-handshake, so the slot is also bound
         # to the socket's end: whichever comes first releases it, once.
         self._reserved[connection] = self.admission.admit()
-        self._decisions[connection] = decision
+        self._decisions[connection] = screened.decision
         self.idle.clear()
         self.metrics.calls.labels(outcome="admitted").inc()
         connection.connection_lost_waiter.add_done_callback(
             functools.partial(self._lost_in_handshake, connection))
         return None
-
-    def _admin_allowed(self, connection: ServerConnection, request: Request) -> bool:
-        """``/metrics`` on the call port: with an admin token configured, only with it;
-        without one, only for loopback peers (a Prometheus on the same host)."""
-        if self.config.auth.admin_tokens:
-            return check_admin(request.headers.get("Authorization"), self.config.auth)
-        return _is_loopback(_peer(connection))
-
-    def _authenticate(self, connection: ServerConnection, request: Request) -> Decision:
-        """Networks, Origin, rate, then the endpoint's credentials (server/auth.py)."""
-        handshake = HandshakeRequest.from_target(
-            request.path, request.headers, peer_ip=_peer(connection),
-            tls=self.config.tls_cert_file is not None)
-        return check_handshake(handshake, self.config.auth, now_s=time.time(),
-                               limiter=self.limiter)
-
-    def _refuse(self, connection: ServerConnection, path: str, decision: Decision) -> Response:
-        status = http.HTTPStatus(decision.status or http.HTTPStatus.FORBIDDEN)
-        self.metrics.calls.labels(outcome=f"refused_{status.value}").inc()
-        log.warning("refused %s from %s: HTTP %d, %s", path, decision.client_ip or "?",
-                    status.value, decision.reason)
-        response = connection.respond(status, f"{status.phrase}\n")
-        if decision.challenge and status == http.HTTPStatus.UNAUTHORIZED:
-            response.headers["WWW-Authenticate"] = decision.challenge
-        if status == http.HTTPStatus.TOO_MANY_REQUESTS:
-            response.headers["Retry-After"] = "1"
-        return response
 
     def process_response(
         self, connection: ServerConnection, request: Request, response: Response
@@ -242,7 +175,7 @@ class App:
             decision = self._decisions.get(ws)
             if decision is None or not decision.permits(provider):
                 log.warning("refused a %s call on %s: its credentials are for %s", provider,
-                            _peer(ws), ", ".join(sorted(decision.endpoints)) if decision
+                            peer(ws), ", ".join(sorted(decision.endpoints)) if decision
                             else "nothing")
                 with contextlib.suppress(ConnectionClosed):
                     await ws.close(CloseCode.UNAUTHORIZED,
@@ -379,20 +312,7 @@ def load_app(config: ServerConfig) -> App:
                         no_audio_timeout_s=config.no_audio_timeout_s,
                         max_audio_ahead_ms=config.max_audio_ahead_ms)
     return App(config, detector, engines, pool, scenarios, executor, session_config, admission,
-               limits=limits, limiter=make_rate_limiter(config.auth))
-
-
-def _peer(connection: ServerConnection) -> str:
-    """The direct peer's IP address ('' when unknown)."""
-    address = connection.remote_address
-    return str(address[0]) if address else ""
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+               limits=limits)
 
 
 def _has_type(text: str) -> bool:

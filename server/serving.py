@@ -57,7 +57,7 @@ async def _admin_listener(app: App) -> AsyncIterator[Server | None]:
     def process_request(connection: ServerConnection, request: Request) -> Response:
         path = request.path.split("?", 1)[0]
         if path in ("/metrics", "/healthz", "/readyz"):
-            return app.http_endpoint(connection, path)
+            return app.gate.probe(connection, path)
         return connection.respond(http.HTTPStatus.NOT_FOUND, "not an admin endpoint\n")
 
     async def no_websockets(connection: ServerConnection) -> None:  # never reached

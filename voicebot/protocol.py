@@ -80,8 +80,6 @@ class CloseCode:
     audio after ``start``, or a gap in the audio stream (``no_audio_timeout_s``)."""
     OUT_OF_ORDER = 4409
     UNSUPPORTED_AUDIO = 4415
-    RATE_LIMITED = 4429
-    """The caller streams audio much faster than real time."""
     BUSY = 4503
 
 
