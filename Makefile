@@ -81,7 +81,8 @@ soak: $(STAMP)
 		--dialogs-per-core 8 & pid=$$!; \
 	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
 	taskset -c $(CLIENT_CPU) $(PY) -m loadtests.soak --url ws://127.0.0.1:$(BENCH_PORT) \
-		--calls $(SOAK_CALLS); rc=$$?; kill $$pid; wait $$pid; exit $$rc
+		--calls $(SOAK_CALLS) --pinning "server CPU $(SERVER_CPU), client CPU $(CLIENT_CPU)"; \
+		rc=$$?; kill $$pid; wait $$pid; exit $$rc
 
 ## make demo: the lost-card call against a running `make serve`.
 demo: $(STAMP)

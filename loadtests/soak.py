@@ -85,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin", default=None, help="http URL serving /metrics, if apart")
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--every", type=int, default=0, help="default: calls / 12")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/soak"))
+    parser.add_argument("--pinning", default="none", help="how server and client were pinned")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    every = args.every or max(1, args.calls // 12)
     samples = asyncio.run(soak(args.url, calls=args.calls, concurrency=args.concurrency,
-                               every=args.every, admin=args.admin))
+                               every=every, admin=args.admin))
     first, second = _per_call(samples)
     report = {
         "what": "front-process RSS over short native calls (start, 0.5 s silence, stop)",
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = "\n".join(f"| {c} | {r / 2**20:.1f} |" for c, r in samples)
     args.out.with_suffix(".md").write_text(
         f"# Front-process memory soak ({report['date']})\n\n{report['what']}; "
-        f"{args.calls} calls, {args.concurrency} at a time, {report['seconds']} s.\n\n"
+        f"{args.calls} calls, {args.concurrency} at a time, {report['seconds']} s; "
+        f"{report['machine']}, pinning: {args.pinning}; default engines (real models).\n\n"
         f"| calls | front RSS (MiB) |\n|---|---|\n{rows}\n\n"
         f"Growth per call: first half {first:.0f} B, second half {second:.0f} B.\n")
     print(f"growth per call: first half {first:.0f} B, second half {second:.0f} B")

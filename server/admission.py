@@ -3,9 +3,12 @@
 Per cell (one per core), checked at the websocket handshake:
 
 * **Capacity** — a cell takes at most ``dialogs_per_core`` live dialogs.
-* **Latency** — while the p95 of a cell's recent turn latencies (a sliding
-  window of ``window_s``) exceeds ``slo_p95_ms``, that cell takes no new dialog
-  even below capacity.
+* **Latency under load** — while a cell serves dialogs and the p95 of its recent
+  turn latencies (a sliding window of ``window_s``, at least ``min_turns``) exceeds
+  ``slo_p95_ms``, that cell takes no new dialog even below capacity.  The rule
+  judges load, not history: a cell with no live dialog always admits, and when its
+  last dialog ends its window is cleared (slow turns of a past load say nothing of an
+  empty cell).
 
 A call is admitted when some ready cell passes both rules, and is placed on the
 least loaded such cell; otherwise it is refused (``full`` if every cell is at
@@ -34,7 +37,7 @@ class AdmissionConfig:
     dialogs_per_core: int = 2
     cores: int = 1
     slo_p95_ms: float = 1500.0
-    window_s: float = 60.0
+    window_s: float = 30.0
     min_turns: int = 5
     """The latency rule needs this many turns in a cell's window before it refuses."""
 
@@ -71,6 +74,9 @@ class LatencyWindow:
             return None
         ordered = sorted(ms for _, ms in self._samples)
         return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+    def clear(self) -> None:
+        self._samples.clear()
 
     def _expire(self) -> None:
         horizon = self._clock() - self._window_s
@@ -113,6 +119,8 @@ class Admission:
         return self._windows[cell].p95() if cell in self._windows else None
 
     def _late(self, cell: str) -> bool:
+        if self._dialogs[cell] == 0:
+            return False  # an idle cell always admits: its history is not its load
         window = self._windows[cell]
         p95 = window.p95()
         return (p95 is not None and len(window) >= self.config.min_turns
@@ -147,6 +155,8 @@ class Admission:
     def release(self, cell: str = "0") -> None:
         if self._dialogs.get(cell, 0) > 0:
             self._dialogs[cell] -= 1
+            if self._dialogs[cell] == 0 and cell in self._windows:
+                self._windows[cell].clear()
 
     def record_turn(self, latency_ms: float, cell: str = "0") -> None:
         window = self._windows.get(cell)

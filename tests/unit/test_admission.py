@@ -31,20 +31,36 @@ def test_capacity_is_dialogs_per_core_times_cores() -> None:
 
 def test_latency_rule_refuses_below_capacity_and_recovers() -> None:
     clock = Clock()
-    admission = Admission(AdmissionConfig(slo_p95_ms=1500, window_s=60, min_turns=5),
-                          clock=clock)
+    admission = Admission(AdmissionConfig(dialogs_per_core=4, slo_p95_ms=1500, window_s=30,
+                                          min_turns=5), clock=clock)
+    admission.admit()
     for ms in (600, 700, 800, 2500):
         admission.record_turn(ms)
     assert admission.refusal() is None  # too few turns to judge
     admission.record_turn(2600)
     assert admission.refusal() == "slo"  # p95 of 5 is the worst: 2600 > 1500
-    assert admission.active == 0  # even with no call at all
-    clock.now += 61  # the slow turns leave the window
+    clock.now += 31  # the slow turns leave the window
     assert admission.refusal() is None
     for _ in range(20):
         admission.record_turn(700)
     admission.record_turn(5000)  # one slow turn in 21 stays under the p95
     assert admission.refusal() is None
+
+
+def test_a_cell_with_no_live_dialog_always_admits() -> None:
+    """A few slow turns of one call must not refuse every call for a minute after it
+    ended (seen as 'refused a call: slo (0 live)')."""
+    clock = Clock()
+    admission = Admission(AdmissionConfig(slo_p95_ms=1500, min_turns=5), clock=clock)
+    cell = admission.admit()
+    for _ in range(6):
+        admission.record_turn(2400, cell)
+    assert admission.refusal() == "slo"  # under load, late: refuse
+    admission.release(cell)
+    assert admission.active == 0 and admission.refusal() is None
+    cell = admission.admit()  # a new load starts with a clean window
+    admission.record_turn(700, cell)
+    assert admission.refusal() is None and admission.p95(cell) == 700
 
 
 def test_draining_refuses_everything() -> None:
@@ -85,8 +101,9 @@ def test_per_cell_placement_skips_a_late_cell_and_says_why_it_refuses() -> None:
     assert admission.refusal() == "full"
     admission.release("1")
     assert admission.open_cells() == ["1"] and admission.refusal() is None
-    clock.now += 61  # cell 0's slow turns leave the window
     admission.release("0")
+    assert admission.open_cells() == ["1"]  # one dialog left on cell 0: still late
+    admission.release("0")  # cell 0 empties: late under load no more
     assert admission.open_cells() == ["0", "1"]
 
 
