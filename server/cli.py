@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--pause-ms", type=int, default=400,
                      help="caller's pause after the bot stops speaking")
     sim.add_argument("--timeout-s", type=float, default=20.0, help="longest wait for a reply")
+    sim.add_argument("--token", default=None, help="send 'Authorization: Bearer TOKEN'")
+    sim.add_argument("--twilio-auth-token-env", default=None, metavar="VAR",
+                     help="sign the connection as Twilio does, with the auth token in $VAR")
     audio = sub.add_parser("caller-audio", help="speak a scenario's phrasebook into the load "
                            "tests' caller audio (loadtests/audio)")
     audio.add_argument("--scenario", type=Path, default=Path("scenarios/bank_card.yaml"))
@@ -167,9 +170,16 @@ def _simulate(args: argparse.Namespace) -> int:
     from server.simulate import SimOptions, run_simulation
 
     _configure_logging(args.log_level or "WARNING")
+    twilio_token = None
+    if args.twilio_auth_token_env:
+        twilio_token = os.environ.get(args.twilio_auth_token_env)
+        if not twilio_token:
+            print(f"voicebot: ${args.twilio_auth_token_env} is not set", file=sys.stderr)
+            return 2
     options = SimOptions(provider=args.provider, url=args.url, scenario=args.scenario,
                          pause_ms=args.pause_ms, turn_timeout_s=args.timeout_s,
-                         auto_detect=args.auto_detect)
+                         auto_detect=args.auto_detect, token=args.token,
+                         twilio_auth_token=twilio_token)
     return run_simulation(getattr(args, "turns", None) or [], options)
 
 

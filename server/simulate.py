@@ -48,6 +48,22 @@ class SimOptions:
     turn_timeout_s: float = 20.0
     auto_detect: bool = False  # connect to the url as given (no /provider path)
     call_id: str = field(default_factory=lambda: f"CA{uuid.uuid4().hex}")
+    token: str | None = field(default=None, repr=False)
+    """Sent as ``Authorization: Bearer`` (auth.<provider>.tokens)."""
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    """Sign the upgrade as Twilio does (``X-Twilio-Signature`` over the URL)."""
+
+
+def _auth_headers(options: SimOptions, url: str) -> dict[str, str]:
+    """What the platform would send to authenticate (docs/security.md)."""
+    from server.auth_schemes import twilio_signature
+
+    headers: dict[str, str] = {}
+    if options.token:
+        headers["Authorization"] = f"Bearer {options.token}"
+    if options.twilio_auth_token:
+        headers["X-Twilio-Signature"] = twilio_signature(url, options.twilio_auth_token)
+    return headers
 
 
 @dataclass(slots=True)
@@ -182,8 +198,9 @@ async def simulate(turns: Sequence[tuple[CallerTurn, Pcm | None]],
     dialect = DIALECTS[options.provider](options.call_id)
     loop = asyncio.get_running_loop()
     subprotocols = [dialect.subprotocol] if dialect.subprotocol else None
-    async with connect(_call_url(options, dialect.path), max_size=2**20,
-                       subprotocols=subprotocols) as ws:  # type: ignore[arg-type]
+    url = _call_url(options, dialect.path)
+    async with connect(url, max_size=2**20, subprotocols=subprotocols,  # type: ignore[arg-type]
+                       additional_headers=_auth_headers(options, url)) as ws:
         call = _Call(ws, dialect)
         for message in dialect.opening(options.scenario):
             await ws.send(message)

@@ -304,3 +304,16 @@ async def test_the_call_client_sends_its_token(server: ServerProcess) -> None:
     prepared = await asyncio.to_thread(prepare_turns, [CallerTurn("text", "goodbye")], options)
     reports, _ = await place_call(prepared, options)
     assert reports[-1].end == "hangup:completed", reports
+
+
+async def test_the_simulator_signs_as_twilio_does(server: ServerProcess) -> None:
+    from server.client import CallerTurn, CallOptions, prepare_turns
+    from server.simulate import SimOptions, simulate
+
+    prepared = await asyncio.to_thread(
+        prepare_turns, [CallerTurn("text", "goodbye")], CallOptions(encoding="mulaw",
+                                                                    sample_rate_hz=8000))
+    options = SimOptions(provider="twilio", url=server.url,
+                         twilio_auth_token=SECRETS["TW_TOKEN"])
+    result = await simulate(prepared, options)
+    assert result.reports[-1].end == "closed:1000:hangup", result.reports
