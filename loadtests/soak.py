@@ -73,6 +73,17 @@ async def soak(url: str, *, calls: int, concurrency: int, every: int,
     return samples
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def _per_call(samples: list[tuple[int, float]]) -> tuple[float, float]:
     half = len(samples) // 2
     (c0, r0), (c1, r1), (c2, r2) = samples[0], samples[half], samples[-1]
@@ -96,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     first, second = _per_call(samples)
     report = {
         "what": "front-process RSS over short native calls (start, 0.5 s silence, stop)",
-        "date": datetime.date.today().isoformat(), "machine": platform.processor()
-        or platform.machine(), "calls": args.calls, "concurrency": args.concurrency,
+        "date": datetime.date.today().isoformat(), "machine": _cpu_model(),
+        "calls": args.calls, "concurrency": args.concurrency,
         "seconds": round(time.monotonic() - started, 1),
         "samples": [{"calls": c, "rss_bytes": r} for c, r in samples],
         "growth_bytes_per_call": {"first_half": round(first, 1), "second_half": round(second, 1)},
