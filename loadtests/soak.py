@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "what": "front-process RSS over short native calls (start, 0.5 s silence, stop)",
         "date": datetime.date.today().isoformat(), "machine": _cpu_model(),
-        "calls": args.calls, "concurrency": args.concurrency,
+        "pinning": args.pinning, "calls": args.calls, "concurrency": args.concurrency,
         "seconds": round(time.monotonic() - started, 1),
         "samples": [{"calls": c, "rss_bytes": r} for c, r in samples],
         "growth_bytes_per_call": {"first_half": round(first, 1), "second_half": round(second, 1)},
