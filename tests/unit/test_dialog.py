@@ -44,6 +44,29 @@ def test_global_intent_while_asking_slot(bank_card: Scenario) -> None:
     assert out[-1] == EndCall("transfer", "card_services_agents")
 
 
+def test_a_slot_like_or_unsure_answer_never_leaves_the_slot(bank_card: Scenario) -> None:
+    """'zero eight five nine' half-heard as 'zero eight bye nine' matched goodbye: the
+    caller is asked again, not hung up on."""
+    d = DialogEngine(bank_card)
+    d.start()
+    d.handle(UserInput("what is my balance", "check_balance", 0.9))
+    out = d.handle(UserInput("zero eight bye nine", "goodbye", 0.95, {"digits": "089"}))
+    assert said(out) == ["Sorry, I need exactly four digits, for example four two one seven."]
+    out = d.handle(UserInput("bye", "goodbye", 0.6))  # not confident enough to leave
+    assert said(out) == ["Sorry, I need exactly four digits, for example four two one seven."]
+    assert not d.finished and d.expected_slot is not None
+    out = d.handle(UserInput("four two bye", "goodbye", 0.99, {"digits": "42"}))
+    assert out[-1] == EndCall("transfer", "card_services_agents")  # retries spent: an agent
+
+
+def test_a_confident_global_intent_still_leaves_a_slot(bank_card: Scenario) -> None:
+    d = DialogEngine(bank_card)
+    d.start()
+    d.handle(UserInput("what is my balance", "check_balance", 0.9))
+    out = d.handle(UserInput("goodbye", "goodbye", 0.95))
+    assert isinstance(out[-1], EndCall) and out[-1].kind == "hangup"
+
+
 def test_low_confidence_is_not_trusted(bank_card: Scenario) -> None:
     d = DialogEngine(bank_card)
     d.start()

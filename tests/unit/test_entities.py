@@ -182,3 +182,11 @@ def test_never_crashes(text: str) -> None:
     if "digits" in entities:
         assert set(str(entities["digits"])) <= set("0123456789")
         assert entities["number"] == int(str(entities["digits"]))
+
+
+def test_runaway_digit_runs_are_not_answers() -> None:
+    """A degenerate ASR loop ("three two one one one …", thousands of digits) gives no
+    digits and never raises (int() refuses more than 4,300 digits)."""
+    assert "digits" not in extract_entities("three two " + "one " * 5000)
+    assert "digits" not in extract_entities("7" * 5000)
+    assert extract_entities("card " + "one " * 64)["digits"] == "1" * 64

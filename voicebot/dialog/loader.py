@@ -40,8 +40,8 @@ _TOP_KEYS = (
     "data", "start", "global", "states",
 )
 _SETTINGS_KEYS = (
-    "nlu_threshold", "max_retries", "barge_in_min_ms", "no_input_timeout_ms",
-    "fallback_state", "endpointing",
+    "nlu_threshold", "slot_escape_threshold", "max_retries", "barge_in_min_ms",
+    "no_input_timeout_ms", "fallback_state", "endpointing",
 )
 _ENDPOINT_KEYS = ("min_silence_ms", "speech_pad_ms", "max_utterance_s", "min_speech_ms")
 
@@ -49,9 +49,12 @@ _ENDPOINT_KEYS = ("min_silence_ms", "speech_pad_ms", "max_utterance_s", "min_spe
 def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
     node = ctx.mapping(doc, "settings", doc.get("settings") or LineDict())
     ctx.unknown_keys(node, _SETTINGS_KEYS, "settings")
-    threshold = node.get("nlu_threshold", 0.5)
-    if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-        raise ctx.fail(node, "nlu_threshold", "'nlu_threshold' must be between 0 and 1")
+    defaults = ScenarioSettings()
+    for key in ("nlu_threshold", "slot_escape_threshold"):
+        value = node.get(key, 0.5)
+        if not isinstance(value, int | float) or isinstance(value, bool) \
+                or not 0.0 <= value <= 1.0:
+            raise ctx.fail(node, key, f"'{key}' must be between 0 and 1")
     for key in ("max_retries", "barge_in_min_ms", "no_input_timeout_ms"):
         value = node.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -61,9 +64,10 @@ def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
     for key, value in endpointing.items():
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ctx.fail(endpointing, key, f"'{key}' must be a positive number")
-    defaults = ScenarioSettings()
     return ScenarioSettings(
-        nlu_threshold=float(threshold),
+        nlu_threshold=float(node.get("nlu_threshold", defaults.nlu_threshold)),
+        slot_escape_threshold=float(node.get("slot_escape_threshold",
+                                             defaults.slot_escape_threshold)),
         max_retries=node.get("max_retries", defaults.max_retries),
         barge_in_min_ms=node.get("barge_in_min_ms", defaults.barge_in_min_ms),
         no_input_timeout_ms=node.get("no_input_timeout_ms", defaults.no_input_timeout_ms),

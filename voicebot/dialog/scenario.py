@@ -144,6 +144,9 @@ class Table:
 @dataclass(frozen=True, slots=True)
 class ScenarioSettings:
     nlu_threshold: float = 0.5
+    slot_escape_threshold: float = 0.8
+    """While a slot is asked for, a global intent (goodbye, operator…) needs this much
+    confidence, and an answer that is not slot-like, to leave it."""
     max_retries: int = 2
     barge_in_min_ms: int = 300
     no_input_timeout_ms: int = 8000

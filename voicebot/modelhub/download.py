@@ -7,6 +7,9 @@ there (an earlier download was cut off) it asks for the rest with an HTTP
 the size and sha256 are checked and the partial is renamed onto ``dest`` with
 :func:`os.replace`, so ``dest`` never holds a half-written file.
 
+:func:`fetch_page` reads one small document (a package index page) through the
+same opener, with the same error translation.
+
 Errors (all :class:`DownloadError`, an :class:`~voicebot.errors.EngineError`):
 
 * :class:`NetworkError` -- the host cannot be reached or the connection broke;
@@ -25,7 +28,8 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,8 +39,10 @@ __all__ = [
     "ChecksumError",
     "DownloadError",
     "NetworkError",
+    "Page",
     "ProgressFn",
     "download_file",
+    "fetch_page",
     "file_sha256",
     "partial_path",
 ]
@@ -85,11 +91,16 @@ class _RangeRejected(Exception):
     """Internal: the server refused our Range; start again from zero."""
 
 
-def _open(url: str, offset: int, timeout_s: float) -> http.client.HTTPResponse:
-    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+def _open(url: str, offset: int, timeout_s: float, *, headers: Mapping[str, str] | None = None,
+          accept: str | None = None) -> http.client.HTTPResponse:
+    base = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+    if accept:
+        base["Accept"] = accept
     if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
+        base["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=base)
+    for key, value in (headers or {}).items():  # e.g. credentials: never sent on a redirect
+        request.add_unredirected_header(key, value)
     try:
         response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as exc:
@@ -145,14 +156,14 @@ def _stream(response: http.client.HTTPResponse, out: BinaryIO,
 
 
 def _fetch(url: str, partial: Path, *, size_bytes: int | None, timeout_s: float,
-           progress: ProgressFn | None) -> str:
+           progress: ProgressFn | None, headers: Mapping[str, str] | None) -> str:
     """Fill ``partial`` with the whole body of ``url``; return its sha256."""
     for _attempt in range(2):
         offset = partial.stat().st_size if partial.exists() else 0
         if offset:
             _log.info("resuming %s at %d bytes", partial.name, offset)
         try:
-            with _open(url, offset, timeout_s) as response:
+            with _open(url, offset, timeout_s, headers=headers) as response:
                 start = _start_offset(response, offset, url)
                 digest = hashlib.sha256()
                 if start:
@@ -172,7 +183,7 @@ def _fetch(url: str, partial: Path, *, size_bytes: int | None, timeout_s: float,
             continue
         if size_bytes is not None and served is not None and done == served < size_bytes:
             partial.unlink(missing_ok=True)
-            raise ChecksumError(f"{url} is {served} bytes, but the manifest pins {size_bytes}; "
+            raise ChecksumError(f"{url} is {served} bytes, but {size_bytes} are expected; "
                                 "the partial download was deleted")
         if total is not None and done < total:
             raise NetworkError(f"download of {url} broke off after {done} of {total} bytes; "
@@ -182,10 +193,13 @@ def _fetch(url: str, partial: Path, *, size_bytes: int | None, timeout_s: float,
 
 
 def download_file(url: str, dest: Path, *, sha256: str | None, size_bytes: int | None,
-                  progress: ProgressFn | None = None, timeout_s: float = 30.0) -> Path:
+                  progress: ProgressFn | None = None, timeout_s: float = 30.0,
+                  headers: Mapping[str, str] | None = None) -> Path:
     """Download ``url`` to ``dest``, resuming ``<dest>.partial``, verifying size and sha256.
 
-    ``sha256``/``size_bytes`` may be None (not checked). Returns ``dest``.
+    ``sha256``/``size_bytes`` may be None (not checked). ``headers`` (e.g. an
+    ``Authorization`` for a private index) go to ``url`` only, never to a host it
+    redirects to. Returns ``dest``.
     """
     dest = Path(dest)
     partial = partial_path(dest)
@@ -205,7 +219,7 @@ def download_file(url: str, dest: Path, *, sha256: str | None, size_bytes: int |
     if actual is None:
         try:
             actual = _fetch(url, partial, size_bytes=size_bytes, timeout_s=timeout_s,
-                            progress=progress)
+                            progress=progress, headers=headers)
         except OSError as exc:  # the network ones are translated already: this is the disk
             raise DownloadError(f"cannot write {partial}: {exc}") from exc
     got = partial.stat().st_size
@@ -223,3 +237,28 @@ def download_file(url: str, dest: Path, *, sha256: str | None, size_bytes: int |
         raise DownloadError(f"cannot move {partial} to {dest}: {exc}") from exc
     _log.info("downloaded %s (%d bytes)%s", dest, got, "" if sha256 else " UNVERIFIED")
     return dest
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A small document read whole: the URL it came from (after redirects), its type, body."""
+
+    url: str
+    content_type: str
+    body: bytes
+
+
+def fetch_page(url: str, *, accept: str, timeout_s: float = 30.0, max_bytes: int = 16 << 20,
+               headers: Mapping[str, str] | None = None) -> Page:
+    """GET ``url`` (at most ``max_bytes``) with the errors of :func:`download_file`."""
+    with _open(url, 0, timeout_s, headers=headers, accept=accept) as response:
+        try:
+            body = response.read(max_bytes + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise NetworkError(f"reading {url} broke off ({exc})") from exc
+        content_type = response.headers.get("Content-Type", "")
+        final_url = response.geturl() or url
+    if len(body) > max_bytes:
+        raise DownloadError(f"{url}: the answer is larger than {max_bytes} bytes")
+    return Page(url=final_url, content_type=content_type.split(";")[0].strip().lower(),
+                body=body)

@@ -2,9 +2,11 @@
 
 ``models/manifest.yaml`` lists every model voicebot knows by name, each with its
 kind, licence, description and files (relative path, URL, size in bytes,
-sha256). :func:`load_manifest` parses and validates it into frozen dataclasses;
-every validation error is a :class:`~voicebot.errors.ConfigError` naming the
-file, the model entry and the field at fault.
+sha256, and optional PyPI ``mirrors`` of the same bytes: see
+:mod:`voicebot.modelhub.mirrors`). :func:`load_manifest` parses and validates it
+into frozen dataclasses; every validation error is a
+:class:`~voicebot.errors.ConfigError` naming the file, the model entry and the
+field at fault.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import yaml
 
 from voicebot.errors import ConfigError
+from voicebot.modelhub.mirrors import Mirror, check_wheel_pins, parse_mirrors
 
 __all__ = [
     "KINDS",
@@ -31,21 +34,26 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-KINDS = ("whisper", "piper", "builtin")
+KINDS = ("whisper", "piper", "onnx", "builtin")
 _MODEL_KEYS = frozenset({"name", "kind", "licence", "description", "source", "build", "files"})
-_FILE_KEYS = frozenset({"path", "url", "size_bytes", "sha256"})
+_FILE_KEYS = frozenset({"path", "url", "size_bytes", "sha256", "mirrors"})
+_FILE_REQUIRED = frozenset({"path", "url", "size_bytes", "sha256"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
 class ModelFile:
-    """One file of a model: where it goes under the model's directory, and its pins."""
+    """One file of a model: where it goes under the model's directory, and its pins.
+
+    ``url`` is the official source, tried first; ``mirrors`` carry the same bytes.
+    """
 
     path: str
     url: str
     size_bytes: int
     sha256: str | None
+    mirrors: tuple[Mirror, ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -114,7 +122,7 @@ def _parse_file(where: str, node: Any) -> ModelFile:
     unknown = sorted(set(node) - _FILE_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}")
-    missing = sorted(_FILE_KEYS - set(node))
+    missing = sorted(_FILE_REQUIRED - set(node))
     if missing:
         raise ConfigError(f"{where}: missing key(s) {missing}")
     path = _text(where, node, "path") or ""
@@ -131,7 +139,8 @@ def _parse_file(where: str, node: Any) -> ModelFile:
     if sha256 is not None and (not isinstance(sha256, str) or not _SHA256_RE.match(sha256)):
         raise ConfigError(f"{where}: 'sha256' must be 64 lowercase hex digits or null, "
                           f"not {sha256!r}")
-    return ModelFile(path=str(pure), url=url, size_bytes=size, sha256=sha256)
+    mirrors = parse_mirrors(where, node.get("mirrors"))
+    return ModelFile(path=str(pure), url=url, size_bytes=size, sha256=sha256, mirrors=mirrors)
 
 
 def _parse_model(source: str, index: int, node: Any) -> ModelEntry:
@@ -191,6 +200,10 @@ def parse_manifest(data: Any, *, path: Path) -> Manifest:
         if model.name in seen:
             raise ConfigError(f"{source}: model {model.name!r} is listed twice")
         seen.add(model.name)
+    check_wheel_pins(source, (
+        (f"model {model.name!r}: files[{j}]: mirrors[{k}]", part)
+        for model in models for j, f in enumerate(model.files)
+        for k, mirror in enumerate(f.mirrors) for part in mirror.parts))
     return Manifest(path=path, models=models)
 
 

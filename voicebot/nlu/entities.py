@@ -47,6 +47,7 @@ _ZEROS = {"oh", "o"}  # spoken 0 inside digit strings only
 _REPEATS = {"double": 2, "triple": 3}
 _FILLERS = {"um", "uh", "er", "erm", "ah", "hmm", "uhm", "mm"}
 _CONNECTORS = _FILLERS | {"and"}
+_MAX_DIGITS = 64  # longer runs (an ASR loop repeating "one one one …") are not answers
 
 _POSITIVE = {
     "yes", "yeah", "yep", "yup", "ya", "sure", "correct", "right", "ok", "okay",
@@ -163,6 +164,8 @@ def parse_cardinal(words: list[str]) -> int | None:
     """
     words = [w for w in words if w not in _FILLERS]
     if len(words) == 1 and (words[0].isdigit() or words[0] == "zero"):
+        if len(words[0]) > _MAX_DIGITS:
+            return None
         return int(words[0]) if words[0].isdigit() else 0
     total, pos, last_scale = 0, 0, None
     while pos < len(words):
@@ -242,6 +245,8 @@ def extract_entities(text: str) -> dict[str, EntityValue]:
         cardinal = parse_cardinal(run)
         digits = str(cardinal) if cardinal is not None else _digit_groups(run)
         if not digits:
+            continue
+        if len(digits) > _MAX_DIGITS:  # no card, PIN or amount is this long: not an answer
             continue
         number = cardinal if cardinal is not None else int(digits)
         if best is None or len(digits) >= best[0]:
