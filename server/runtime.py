@@ -126,8 +126,7 @@ class CallRuntime:
         *, observer: TurnObserver | None = None, transport: Transport | None = None,
         limits: CallLimits | None = None,
     ) -> None:
-        self._limits = limits or CallLimits()
-        self._clock = AudioClock(self._limits)
+        self._clock = AudioClock(limits or CallLimits())
         self._transport: Transport = transport or NativeTransport(ws, session)
         self._webhooks: set[asyncio.Task[None]] = set()
         self._observer = observer
