@@ -19,6 +19,7 @@ DENSITY_STACKS ?= reference reference-utterance default
 
 .PHONY: serve test lint typecheck unit install demo bench-calls bench-engines load density \
 	soak clean
+.PHONY: bench-accuracy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,19 @@ bench-calls: $(STAMP)
 ## make bench-engines: every engine pinned to one core, one thread; docs/benchmarks/engines.md
 bench-engines: $(STAMP)
 	$(VENV)/bin/voicebot bench engines --cpu $(CLIENT_CPU)
+
+## make bench-accuracy: accuracy on REAL human speech (Debian's Asterisk prompts and
+## pocketsphinx-testdata, apt-installed here if missing): WER per stack, card numbers and
+## intents in whole calls (each stack served by `voicebot serve` pinned to SERVER_CPU, the
+## bench client pinned to CLIENT_CPU); docs/benchmarks/accuracy.md/.json. Slow: 10-25 min a stack.
+ACCURACY_STACKS ?= lite default default-utterance reference reference-utterance
+ACCURACY_APT    := asterisk-core-sounds-en-wav asterisk-core-sounds-en pocketsphinx-testdata
+bench-accuracy: $(STAMP)
+	@dpkg -s $(ACCURACY_APT) >/dev/null 2>&1 || { echo "==> installing $(ACCURACY_APT)"; \
+		{ apt-get update -q && apt-get install -y -q $(ACCURACY_APT); } || \
+		{ echo "as root: apt-get update && apt-get install -y $(ACCURACY_APT)"; exit 1; }; }
+	taskset -c $(CLIENT_CPU) $(PY) -m server.bench_accuracy --server-cpu $(SERVER_CPU) \
+		$(foreach stack,$(ACCURACY_STACKS),--stack $(stack)) $(ACCURACY_ARGS)
 
 ## make load: server pinned to SERVER_CPU, Locust to CLIENT_CPU, N = 2 x server cores callers
 ## for DURATION s; prints p50/p95/p99; exits 1 over the SLO or on a failed call.
