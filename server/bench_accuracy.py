@@ -60,7 +60,7 @@ __all__ = ["DEFAULT_STACKS", "MEASURES", "main", "register", "run", "run_accurac
 log = logging.getLogger(__name__)
 
 MEASURES = ("wer-asterisk", "wer-librivox", "cards", "intents")
-DEFAULT_STACKS = ("lite", "default", "default-utterance", "reference", "reference-utterance")
+DEFAULT_STACKS = ("lite", "default", "default-30s", "reference", "reference-30s")
 ESPEAK_VOICE = "espeak-ng en-us 165 wpm"
 
 
@@ -141,14 +141,15 @@ FRONT_PHASES = 8
 
 def front_splits(stack: Stack, calls: Sequence[CardCall]) -> list[int]:
     """In how many of :data:`FRONT_PHASES` alignments the server's front (Silero VAD + the
-    scenario's endpointing) cuts each card's digits into more than one utterance.
+    scenario's endpointing for a digit string) cuts each card's digits into more than one utterance.
 
     The card is put on the line after 300, 304, ... 328 ms of silence: where the 32 ms
     VAD windows fall in the speech changes the probabilities near the thresholds, and
     in a live call that alignment is whatever the caller's timing makes it.  A card
     cut apart becomes several turns: the slot rejects the first piece."""
     detector: Any = stack.build("vad")
-    endpoint = endpoint_config(stack.scenario())
+    endpoint = endpoint_config(stack.scenario())  # as while the card number is asked for:
+    endpoint = replace(endpoint, min_silence_ms=endpoint.digits_min_silence_ms)
     splits = []
     for call in calls:
         cut = 0

@@ -168,7 +168,4 @@ def served_config_text(stack: Stack) -> str:
 def endpoint_config(scenario: Scenario) -> EndpointConfig:
     """The endpointing a call of ``scenario`` gets (voicebot.session: defaults, then the
     scenario's ``settings.endpointing``)."""
-    ints = ("min_silence_ms", "speech_pad_ms", "min_speech_ms")
-    values: dict[str, Any] = {k: int(v) if k in ints else float(v)
-                              for k, v in scenario.settings.endpointing.items()}
-    return replace(EndpointConfig(), **values)
+    return EndpointConfig().updated(scenario.settings.endpointing)

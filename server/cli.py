@@ -42,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default 8765; "
                        "env VOICEBOT_PORT)")
     serve.add_argument("--config", type=Path, default=None, help="YAML configuration file")
+    from server.stacks import DEFAULT_STACK, STACKS
+
+    serve.add_argument("--stack", default=None, choices=tuple(STACKS),
+                       help=f"engines preset (default {DEFAULT_STACK}; env VOICEBOT_STACK); "
+                            "the config file's engines: section overrides pieces of it: "
+                            + "; ".join(f"{s.name}: {s.description}" for s in STACKS.values()))
+    serve.add_argument("--no-pull", action="store_true", default=None,
+                       help="refuse to start when a model of the engines is not installed "
+                            "(default: pull it, printing what is pulled from where)")
     serve.add_argument("--cpus", default=None,
                        help="CPUs to run on, e.g. 0-3 (default: the process's affinity)")
     serve.add_argument("--dialogs-per-core", type=int, default=None,
@@ -139,6 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides={
         "host": args.host, "port": args.port, "log_level": args.log_level, "cpus": args.cpus,
         "dialogs_per_core": args.dialogs_per_core, "slo_p95_ms": args.slo_p95_ms,
+        "stack": args.stack, "pull_models": False if args.no_pull else None,
     })
     _configure_logging(config.log_level)
     _pin_process(config.cpus)

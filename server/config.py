@@ -1,4 +1,9 @@
-"""Server configuration: defaults < YAML config file < environment < CLI flags."""
+"""Server configuration: defaults < stack < YAML config file < environment < CLI flags.
+
+The stack (server/stacks.py; ``stack:`` in the file, env ``VOICEBOT_STACK``, flag
+``--stack``: the last of these set wins) supplies the engines and their options;
+the file's ``engines:`` section then overrides pieces of it.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +16,13 @@ from typing import Any
 import yaml
 
 from server.auth import AuthConfig, parse_auth_config
+from server.stacks import DEFAULT_STACK, EngineConfig, get_stack
 from voicebot.engines.registry import ENGINE_NAMES
 from voicebot.errors import ConfigError
 
 __all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config", "parse_cpus"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Which engine of each kind, with per-kind options (see voicebot.engines.registry)."""
-
-    vad: str = "silero"
-    asr: str = "pocketsphinx"
-    nlu: str = "minilm"
-    tts: str = "espeak"
-    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    def names(self) -> dict[str, str]:
-        return {"vad": self.vad, "asr": self.asr, "nlu": self.nlu, "tts": self.tts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +44,13 @@ class ServerConfig:
     drain_timeout_s: float = 30.0
     speculative_asr_ms: int = 0
     log_level: str = "INFO"
-    engines: EngineConfig = field(default_factory=EngineConfig)
+    stack: str = DEFAULT_STACK
+    """The named stack (server/stacks.py) ``engines`` started from."""
+    engines: EngineConfig = field(
+        default_factory=lambda: get_stack(DEFAULT_STACK).engines.merged({}))
+    pull_models: bool = True
+    """Pull a missing manifest model of the engines at start (false: refuse to start and
+    name the ``voicebot models pull`` command)."""
     # Every wait has a bound (docs/security.md, "Timeouts and limits"): a connection that
     # holds a slot and sends nothing, or no audio, is closed with 4408.
     handshake_timeout_s: float = 10.0
@@ -143,13 +141,14 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key} must be a whole number, not {value!r}") from exc
-    if key == "cells":
+    if key in _BOOLS:
         if not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
-            raise ConfigError(f"cells must be true or false, not {value!r}")
+            raise ConfigError(f"{key} must be true or false, not {value!r}")
         return value if isinstance(value, bool) else str(value).lower() == "true"
-    return str(value) if key != "engines" else value
+    return str(value)
 
 
+_BOOLS = ("cells", "pull_models")
 _MODEL_KEYS = ("model", "voice", "model_path")
 
 
@@ -177,6 +176,10 @@ def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path,
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"unknown configuration key {key!r}")
+        if key == "stack":  # chosen before any layer applies (load_config)
+            if not isinstance(value, str):
+                raise ConfigError(f"stack must be a name, not {value!r}")
+            continue
         if key == "auth":
             changes[key] = parse_auth_config(value, env=env, base_dir=base)
         elif key == "engines":
@@ -185,10 +188,7 @@ def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path,
             value = dict(value)
             if "options" in value:
                 value["options"] = _resolve_model_paths(value["options"], base)
-            try:
-                changes[key] = replace(config.engines, **value)
-            except TypeError as exc:
-                raise ConfigError(f"bad 'engines' section: {exc}") from exc
+            changes[key] = config.engines.merged(value)
         else:
             changes[key] = _coerce(key, value, base)
     return replace(config, **changes)
@@ -200,14 +200,17 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> ServerConfig:
-    """Build the configuration: defaults, then ``path`` (YAML), env, then ``overrides``.
+    """Build the configuration: defaults, the stack, then ``path`` (YAML), env, then
+    ``overrides``.
 
-    Environment: ``VOICEBOT_HOST``, ``VOICEBOT_PORT``, ``VOICEBOT_MODELS_DIR``,
-    ``VOICEBOT_LOG_LEVEL``, ``VOICEBOT_ADMIN_PORT``, ``VOICEBOT_AUTH=none``; the secrets of
-    the ``auth:`` section are read from the variables (or files) it names.
+    Environment: ``VOICEBOT_HOST``, ``VOICEBOT_PORT``, ``VOICEBOT_STACK``,
+    ``VOICEBOT_MODELS_DIR``, ``VOICEBOT_LOG_LEVEL``, ``VOICEBOT_ADMIN_PORT``,
+    ``VOICEBOT_AUTH=none``; the secrets of the ``auth:`` section are read from the
+    variables (or files) it names.
     """
     env = os.environ if env is None else env
-    config = ServerConfig()
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data: Mapping[str, Any] = {}
     if path is not None:
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
@@ -217,6 +220,9 @@ def load_config(
             raise ConfigError(f"{path}: the configuration must be a mapping")
         if str(env.get("VOICEBOT_AUTH", "")).strip().lower() == "none":
             data = {k: v for k, v in data.items() if k != "auth"}  # its secrets not needed
+    config = _stack_base(overrides.get("stack") or env.get("VOICEBOT_STACK")
+                         or data.get("stack") or DEFAULT_STACK)
+    if path is not None:
         config = _from_mapping(config, data, Path(path).resolve().parent, env)
     from_env = {
         key: env[var]
@@ -234,5 +240,13 @@ def load_config(
         raise ConfigError("VOICEBOT_AUTH can only be 'none'; configure authentication in the "
                           "config file's auth: section")
     config = _from_mapping(config, from_env, Path.cwd(), env)
-    return _from_mapping(config, {k: v for k, v in (overrides or {}).items() if v is not None},
-                         Path.cwd(), env)
+    return _from_mapping(config, overrides, Path.cwd(), env)
+
+
+def _stack_base(name: Any) -> ServerConfig:
+    """The defaults with the stack ``name``'s engines and settings."""
+    if not isinstance(name, str):
+        raise ConfigError(f"stack must be a name, not {name!r}")
+    stack = get_stack(name.strip())
+    return replace(ServerConfig(stack=stack.name, engines=stack.engines.merged({})),
+                   **stack.settings)

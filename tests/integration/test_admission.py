@@ -72,7 +72,8 @@ def _metric(text: str, name: str) -> float:
 
 
 async def test_third_call_refused_while_two_complete(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--cpus", "0", "--dialogs-per-core", "2") as server:
+    with running_server(tmp_path, "--stack", "lite", "--cpus", "0",
+                        "--dialogs-per-core", "2") as server:
         # Every thread of the server is pinned to CPU 0.
         masks = await asyncio.to_thread(_thread_cpus, server.proc.pid)
         assert len(masks) > 2 and set(masks.values()) == {"0"}, masks
@@ -94,7 +95,7 @@ async def test_third_call_refused_while_two_complete(tmp_path: Path) -> None:
 
 
 async def test_sigterm_drains_live_calls(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--cpus", "0") as server:
+    with running_server(tmp_path, "--stack", "lite", "--cpus", "0") as server:
         call = asyncio.create_task(_call(server.url, "I lost my card", "no", "goodbye"))
         await asyncio.sleep(2.0)
         os.kill(server.proc.pid, signal.SIGTERM)

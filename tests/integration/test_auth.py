@@ -64,7 +64,8 @@ _SOURCES = (f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}" for i in itertoo
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("auth")
     (folder / "config.yaml").write_text(CONFIG)
-    with running_server(folder, "--cpus", "0", "--dialogs-per-core", "4", "--config",
+    with running_server(folder, "--stack", "lite", "--cpus", "0", "--dialogs-per-core", "4",
+                        "--config",
                         str(folder / "config.yaml"), env=SECRETS) as process:
         yield process
 
@@ -251,13 +252,14 @@ def _serve_briefly(*args: str, env: dict[str, str]) -> subprocess.CompletedProce
 
 
 def test_a_public_bind_without_authentication_refuses_to_start() -> None:
-    done = _serve_briefly("--host", "0.0.0.0", "--port", str(free_port()), env={})
+    done = _serve_briefly("--stack", "lite", "--host", "0.0.0.0", "--port", str(free_port()),
+                          env={})
     assert done.returncode == 2
     assert "auth" in done.stderr and "refusing to serve 0.0.0.0" in done.stderr, done.stderr
 
 
 def test_auth_none_serves_a_public_bind_with_a_warning(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--host", "0.0.0.0", "--cpus", "0",
+    with running_server(tmp_path, "--stack", "lite", "--host", "0.0.0.0", "--cpus", "0",
                         env={"VOICEBOT_AUTH": "none"}) as process:
         assert http_status(f"{process.http}/readyz") == 200
     log = process.log_path.read_text()
@@ -281,7 +283,7 @@ async def test_tls_serves_wss_and_the_admin_port_serves_metrics(
     admin = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(f"tls_cert_file: {cert}\ntls_key_file: {key}\nadmin_port: {admin}\n")
-    with running_server(tmp_path, "--cpus", "0", "--config", str(config),
+    with running_server(tmp_path, "--stack", "lite", "--cpus", "0", "--config", str(config),
                         scheme="https") as process:
         context = ssl.create_default_context(cafile=str(cert))
         async with connect(f"{process.url}/native", ssl=context) as ws:

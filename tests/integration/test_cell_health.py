@@ -47,7 +47,7 @@ def _ends(reports: list[TurnReport]) -> str | None:
 async def test_a_stopped_cell_is_declared_hung_killed_restarted_and_capacity_returns(
     tmp_path: Path,
 ) -> None:
-    with running_server(tmp_path, "--cpus", CPU) as server:
+    with running_server(tmp_path, "--stack", "lite", "--cpus", CPU) as server:
         victim = _cell0(server.http)[1]
         call = asyncio.create_task(_call(server.url, "I lost my card", "no", "goodbye"))
         await _until(lambda: 'voicebot_active_dialogs{cell="0"} 1.0'
@@ -87,7 +87,8 @@ async def test_a_job_past_its_deadline_fails_its_turn_and_the_cell_rests_until_i
     config = tmp_path / "health.yaml"
     config.write_text("heartbeat_interval_s: 0.5\nheartbeat_timeout_s: 8.0\n"
                       "job_timeout_s: 1.0\nstuck_job_s: 30.0\n")
-    with running_server(tmp_path, "--cpus", CPU, "--config", str(config)) as server:
+    with running_server(tmp_path, "--stack", "lite", "--cpus", CPU, "--config",
+                        str(config)) as server:
         pid = _cell0(server.http)[1]
         os.kill(pid, signal.SIGSTOP)  # shorter than the heartbeat timeout: slow, not hung
         try:

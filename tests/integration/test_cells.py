@@ -42,7 +42,7 @@ async def _call(url: str, *texts: str) -> list[TurnReport]:
 
 async def test_cells_pinned_and_a_dead_cell_ends_only_its_calls(tmp_path: Path) -> None:
     cpus = ",".join(map(str, CPUS))
-    with running_server(tmp_path, "--cpus", cpus) as server:
+    with running_server(tmp_path, "--stack", "lite", "--cpus", cpus) as server:
         cells = _cells(await asyncio.to_thread(_read, f"{server.http}/metrics"))
         assert len(cells) == len(CPUS)
         for cpu, pid, up in cells.values():

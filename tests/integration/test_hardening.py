@@ -37,7 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
                       "max_audio_ahead_ms: 1000\nhandshake_timeout_s: 2\n")
     home = folder / "home"
     home.mkdir()
-    with running_server(folder, "--cpus", "0", "--config", str(config),
+    with running_server(folder, "--stack", "lite", "--cpus", "0", "--config", str(config),
                         env={"HOME": str(home), "XDG_CACHE_HOME": ""}) as process:
         yield process
 

@@ -31,7 +31,8 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PY
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with running_server(tmp_path_factory.mktemp("load"), "--dialogs-per-core", "4") as process:
+    with running_server(tmp_path_factory.mktemp("load"), "--stack", "lite",
+                        "--dialogs-per-core", "4") as process:
         yield process
 
 
@@ -76,7 +77,8 @@ def test_twilio_call_with_keypad_digits(server: ServerProcess, book: PhraseBook)
 
 def test_refused_and_failed_calls_are_told_apart(tmp_path: Path, book: PhraseBook) -> None:
     script = _lost_card(book, barge_in=False)
-    with running_server(tmp_path, "--cpus", "0", "--dialogs-per-core", "1") as server:
+    with running_server(tmp_path, "--stack", "lite", "--cpus", "0",
+                        "--dialogs-per-core", "1") as server:
         holder = websocket.create_connection(server.url)  # holds the one slot
         try:
             refused = Caller(CallerOptions(url=server.url)).run(script)
@@ -157,7 +159,8 @@ def test_load_runner_summary_and_verdict(server: ServerProcess, tmp_path: Path) 
     assert "asr" in summary["turn_part_means_ms"]  # type: ignore[operator]
     assert summary["dialogs_per_core"] is None  # an external server: its admission is its own
     # This time the runner starts the server itself, pinned, admitting the one caller.
-    code, summary = run("100", "--server-cpus", "0")  # no turn beats the 500 ms endpoint wait
+    # No turn beats the 500 ms endpoint wait.
+    code, summary = run("100", "--stack", "lite", "--server-cpus", "0")
     assert code == 1 and str(summary["verdict"]).startswith("FAIL: p95")
     assert summary["dialogs_per_core"] == 1 and str(summary["pinning"]).startswith("server taskset")
     assert "listening" in (tmp_path / "100" / "server.log").read_text()

@@ -36,7 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("fuzz")
     config = folder / "config.yaml"
     config.write_text("first_message_timeout_s: 2\nno_audio_timeout_s: 2\n")
-    with running_server(folder, "--cpus", "0", "--dialogs-per-core", str(_SLOTS),
+    with running_server(folder, "--stack", "lite", "--cpus", "0", "--dialogs-per-core", str(_SLOTS),
                         "--config", str(config)) as process:
         yield process
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from server.config import ServerConfig, load_config
+from server.stacks import get_stack
 from voicebot.errors import ConfigError
 
 __all__: list[str] = []
@@ -15,8 +16,57 @@ __all__: list[str] = []
 def test_defaults() -> None:
     config = load_config(env={})
     assert (config.host, config.port) == ("127.0.0.1", 8765)
-    assert config.engines.names() == {"vad": "silero", "asr": "pocketsphinx",
-                                      "nlu": "minilm", "tts": "espeak"}
+    assert config.stack == "default" and config.pull_models
+    assert config.engines == get_stack("default").engines  # real Whisper tiny.en + Piper joe
+    assert config.engines.names() == {"vad": "silero", "asr": "whisper",
+                                      "nlu": "minilm", "tts": "piper"}
+    assert ServerConfig().engines == config.engines
+
+
+def test_stack_from_file_then_env_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "voicebot.yaml"
+    path.write_text("stack: reference\n")
+    assert load_config(path, env={}).engines == get_stack("reference").engines
+    lite = load_config(path, env={"VOICEBOT_STACK": "lite"})
+    assert (lite.stack, lite.engines) == ("lite", get_stack("lite").engines)
+    # A stack's settings come with it; the file still overrides them.
+    assert (load_config(env={}).speculative_asr_ms, lite.speculative_asr_ms) == (200, 0)
+    path.write_text("stack: default\nspeculative_asr_ms: 0\n")
+    assert load_config(path, env={}).speculative_asr_ms == 0
+    path.write_text("stack: reference\n")
+    flags = load_config(path, env={"VOICEBOT_STACK": "lite"}, overrides={"stack": "default"})
+    assert flags.engines.options["asr"]["model"] == "whisper-tiny.en"
+    assert load_config(env={}, overrides={"pull_models": False}).pull_models is False
+
+
+def test_the_files_engines_override_pieces_of_the_stack(tmp_path: Path) -> None:
+    path = tmp_path / "voicebot.yaml"
+    path.write_text("stack: default\nengines:\n  tts: espeak\n  options:\n"
+                    "    asr: {encoder_window: utterance, model: ./my-whisper}\n")
+    engines = load_config(path, env={}).engines
+    assert engines.names() == {"vad": "silero", "asr": "whisper", "nlu": "minilm",
+                               "tts": "espeak"}
+    assert "tts" not in engines.options  # the stack's Piper voice is not espeak's option
+    assert engines.options["asr"] == {**get_stack("default").engines.options["asr"],
+                                      "encoder_window": "utterance",
+                                      "model": str(tmp_path / "my-whisper")}
+    # Flags choose the stack; the file's engines section still overrides pieces of it
+    # (here options meant for Whisper, which pocketsphinx will refuse when it is built).
+    lite = load_config(path, env={}, overrides={"stack": "lite"}).engines
+    assert (lite.asr, lite.tts, lite.options["asr"]["encoder_window"]) == (
+        "pocketsphinx", "espeak", "utterance")
+
+
+@pytest.mark.parametrize("name", ["reference.yaml", "reference-30s.yaml"])
+def test_shipped_configs_name_real_models(name: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "server" / "configs" / name
+    config = load_config(path, env={})
+    assert config.stack == "reference" and config.speculative_asr_ms == 200
+    asr = config.engines.options["asr"]
+    assert (asr["model"], config.engines.options["tts"]["voice"]) == ("whisper-base",
+                                                                      "en_US-joe-medium")
+    assert asr["encoder_window"] == ("30s" if "30s" in name else "utterance")
+    assert "../shared" not in path.read_text()
 
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
@@ -36,6 +86,9 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     ("port: many\n", "whole number"),
     ("engines:\n  asr: nope\n", "unknown asr engine 'nope'"),
     ("engines:\n  colour: red\n", "bad 'engines' section"),
+    ("stack: huge\n", "unknown stack 'huge'; known: lite, default, reference"),
+    ("stack: [lite]\n", "stack must be a name"),
+    ("pull_models: maybe\n", "pull_models must be true or false"),
     ("- a list\n", "must be a mapping"),
     ("no_audio_timeout_s: 0\n", "must be positive"),
     ("tls_cert_file: c.pem\n", "go together"),

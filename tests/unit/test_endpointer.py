@@ -103,6 +103,29 @@ def test_speech_ends_after_min_silence() -> None:
     np.testing.assert_array_equal(audio, _ramp(150 * W)[10 * W :])
 
 
+def test_a_digit_string_gets_the_longer_pause() -> None:
+    """While digits are expected, a 700 ms pause between groups does not end the turn;
+    the digits' own silence (1000 ms) does."""
+    probs = _windows((QUIET, 40), (SPEECH, 60), (QUIET, 70), (SPEECH, 60), (QUIET, 110))
+    endpointer = Endpointer(EndpointConfig(), sample_rate_hz=SR, window_samples=W)
+    endpointer.expect_digits = True
+    events = endpointer.process(_ramp(len(probs) * W), probs)
+    assert [e for e in events if isinstance(e, SpeechEnded)] == [SpeechEnded(230 * W, "silence")]
+    assert len([e for e in events if isinstance(e, SpeechStarted)]) == 1
+    _, plain = _drive(probs)  # otherwise the pause ends the first group's turn
+    assert len(_of(plain, SpeechEnded)) == 2
+
+
+def test_endpointing_settings_are_laid_over_the_defaults() -> None:
+    config = EndpointConfig().updated({"min_silence_ms": 700.0, "digits_min_silence_ms": 1200.0,
+                                       "max_utterance_s": 20})
+    assert (config.min_silence_ms, config.digits_min_silence_ms) == (700, 1200)
+    assert isinstance(config.min_silence_ms, int) and config.max_utterance_s == 20.0
+    assert config.speech_pad_ms == EndpointConfig().speech_pad_ms
+    with pytest.raises(ConfigError, match="digits_min_silence_ms"):
+        EndpointConfig().updated({"digits_min_silence_ms": 0})
+
+
 def test_short_blip_is_ignored() -> None:
     endpointer, events = _drive(_windows((QUIET, 40), (SPEECH, 19), (QUIET, 100)))
     assert events == []
@@ -203,6 +226,7 @@ def test_process_checks_the_pcm_length() -> None:
         {"neg_threshold": -0.1},
         {"min_speech_ms": -1},
         {"min_silence_ms": 0},
+        {"digits_min_silence_ms": 0},
         {"speech_pad_ms": -10},
         {"max_utterance_s": 0.0},
         {"max_utterance_s": 0.1},

@@ -107,6 +107,21 @@ def test_slot_questions_listen_with_the_slot_domain(make_driver: Make) -> None:
     assert "agent" in " ".join(asr.domains["bank_card/digits"])  # global intents still heard
 
 
+def test_a_spoken_card_number_may_pause_between_groups(make_driver: Make) -> None:
+    d = make_driver("what is my balance", "four two one seven")
+    _answer_greeting(d)
+    _speak(d)
+    _wait_reply(d)  # "... the last four digits of your card"
+    d.audio_in(tone(600))  # "four two"
+    d.silence(700)  # a pause that ends any other turn
+    assert len(d.of_type(p.TranscriptEvent)) == 1  # the card number's turn is still open
+    d.audio_in(tone(600))  # "one seven"
+    d.silence(1100)
+    assert [e.text for e in d.of_type(p.TranscriptEvent)] == ["what is my balance",
+                                                             "four two one seven"]
+    assert "1,250.40 dollars" in d.of_type(p.BotSpeechStart)[-1].text
+
+
 def test_unknown_card_reads_not_found(make_driver: Make) -> None:
     d = make_driver("check my balance")
     _answer_greeting(d)

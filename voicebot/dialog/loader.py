@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from voicebot.dialog.scenario import (
+    ENDPOINT_KEYS,
     Ask,
     ClearSlot,
     Lookup,
@@ -43,7 +44,6 @@ _SETTINGS_KEYS = (
     "nlu_threshold", "slot_escape_threshold", "max_retries", "barge_in_min_ms",
     "no_input_timeout_ms", "fallback_state", "endpointing",
 )
-_ENDPOINT_KEYS = ("min_silence_ms", "speech_pad_ms", "max_utterance_s", "min_speech_ms")
 
 
 def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
@@ -60,7 +60,7 @@ def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ctx.fail(node, key, f"'{key}' must be a whole number ≥ 0")
     endpointing = ctx.mapping(node, "endpointing", node.get("endpointing") or LineDict())
-    ctx.unknown_keys(endpointing, _ENDPOINT_KEYS, "endpointing")
+    ctx.unknown_keys(endpointing, ENDPOINT_KEYS, "endpointing")
     for key, value in endpointing.items():
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ctx.fail(endpointing, key, f"'{key}' must be a positive number")

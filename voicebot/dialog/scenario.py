@@ -17,6 +17,7 @@ from voicebot.dialog.yamlnodes import LineDict
 from voicebot.errors import ScenarioError
 
 __all__ = [
+    "ENDPOINT_KEYS",
     "Action",
     "Ask",
     "Branch",
@@ -206,7 +207,9 @@ _SLOT_PHRASES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-_ENDPOINT_KEYS = ("min_silence_ms", "speech_pad_ms", "max_utterance_s", "min_speech_ms")
+ENDPOINT_KEYS = ("min_silence_ms", "digits_min_silence_ms", "speech_pad_ms", "max_utterance_s",
+                 "min_speech_ms")
+"""The keys of ``settings.endpointing`` (voicebot.vad.endpointer.EndpointConfig fields)."""
 
 
 def template_fields(text: str) -> list[str]:

@@ -60,10 +60,22 @@ def _pocketsphinx(o: EngineOptions) -> Any:
 
 
 def _whisper(o: EngineOptions) -> Any:
+    """Options are WhisperTranscriber's; ``guard`` may be a mapping of DecodeGuard fields.
+
+    Defaults (voicebot.engines.whisper_asr): ``encoder_window: utterance`` (15 s
+    minimum window, 30 s fallback on a degenerate decoding), greedy, int8.
+    """
     from voicebot.engines.whisper_asr import WhisperTranscriber
+    from voicebot.whisper.guard import DecodeGuard
 
     options = dict(o.options)
     model = model_path(options.pop("model", "whisper-base.en"), o)
+    guard = options.get("guard")
+    if isinstance(guard, Mapping):
+        try:
+            options["guard"] = DecodeGuard(**guard)
+        except ValueError as exc:
+            raise ConfigError(f"bad whisper guard options {dict(guard)}: {exc}") from exc
     return WhisperTranscriber(model=model, threads=o.threads, **options)
 
 

@@ -9,105 +9,70 @@ loaded once per transcriber and shared by its streams; CTranslate2 runs
 ``num_workers`` calls at once and queues the rest (``threads`` intra-op threads
 each).  Voice activity detection is off: voicebot endpoints utterances itself.
 
-Encoder window (``encoder_window``):
+Encoder window (``encoder_window``, see :mod:`voicebot.whisper.decoding`):
 
-* ``"30s"`` (default): faster-whisper as released, every utterance padded to a
-  30 s window (3000 mel frames).  The encoder costs the same for "yes" as for a
-  29 s sentence, and it dominates the latency of short utterances on CPU.
-* ``"utterance"``: only the utterance plus ``utterance_pad_ms`` of zeros is
-  encoded, calling ``ctranslate2.models.Whisper`` directly.  Encoder cost
-  scales with the utterance length, so short answers decode several times
-  faster.  The trade-off: Whisper was trained on 30 s windows only, so real
-  models may lose accuracy (more hallucinated or dropped words), most of all on
-  very short utterances; measure word error rate on your audio before using it.
+* ``"utterance"`` (default): the utterance plus ``utterance_pad_ms`` of silence,
+  extended with silence to ``utterance_min_window_ms`` (15 s) at least.  Whisper
+  only ever saw 30 s windows; a window of the bare utterance made real weights
+  loop on card numbers, a 15 s one did not (measured on recorded speech,
+  docs/benchmarks/whisper-digits.md), at about half the 30 s encoder cost.
+  A degenerate decoding (token budget hit, a loop, text that compresses like
+  a loop, average log probability under -1) is decoded again in the 30 s
+  window (``fallback``; counted in :attr:`WhisperTranscriber.stats`).
+* ``"30s"``: every utterance padded to 30 s as faster-whisper does.  The
+  encoder costs the same for "yes" as for a 29 s sentence.
 
-Domains: ``prepare_domain`` keeps a short prompt per domain (:func:`domain_prompt`):
-the phrases' most frequent content words (function words, digits and one-letter
-words dropped; ties in order of first use) within ``domain_prompt_tokens``
-tokens (30 by default; 0 records the domain and prompts nothing), passed as
-faster-whisper ``hotwords`` (after ``<|startofprev|>``).  A prompt biases spelling and
-vocabulary a little and costs a few ms of decoder prefill per utterance; it
-can also make Whisper "hear" prompt words in noise, hence the small cap.
+Domains: ``prepare_domain`` keeps a short prompt per domain, sent before the
+utterance (after ``<|startofprev|>``, like faster-whisper ``hotwords``).  A slot
+domain (``"<scenario>/digits"``, from ``Scenario.asr_domain``) whose slot type
+has an entry in ``slot_prompts`` (default :data:`SLOT_PROMPTS`, e.g. "Card
+number: 4 2 1 7.") gets that style prompt, so spoken digits come back as
+numerals the entity extractor reads.  Other domains get :func:`domain_prompt`:
+the phrases' most frequent content words within ``domain_prompt_tokens``
+tokens (30; 0 prompts nothing).  A prompt costs a few ms of decoder prefill
+per utterance and can make Whisper "hear" prompt words in noise, hence the cap.
 
 Synthetic models (random weights, :mod:`voicebot.whisper.synthetic`) decode a
 realistic number of random tokens (3 per second of audio) so their latency is
-that of real speech; see :mod:`voicebot.whisper.decoding`.
+that of real speech; they have no guard (random text never ends on its own).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from voicebot.engines.base import Pcm, Transcript
 from voicebot.errors import EngineError
-from voicebot.whisper.decoding import Decoded, EncoderWindow, WhisperDecoder
+from voicebot.whisper.decoding import Decoded, DecodeStats, EncoderWindow, WhisperDecoder
+from voicebot.whisper.guard import DecodeGuard
+from voicebot.whisper.prompts import (
+    SLOT_PROMPTS,
+    STOP_WORDS,
+    content_words,
+    domain_prompt,
+    slot_type,
+)
 
-__all__ = ["STOP_WORDS", "WhisperStream", "WhisperTranscriber", "content_words", "domain_prompt"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "SLOT_PROMPTS",
+    "STOP_WORDS",
+    "WhisperStream",
+    "WhisperTranscriber",
+    "content_words",
+    "domain_prompt",
+]
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 16000
-
-STOP_WORDS = frozenset(
-    """
-    a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for
-    from further had has have having he her here hers herself him himself his how i if in
-    into is it its itself just let me more most my myself no nor not now of off on once only
-    or other our ours ourselves out over own same she should so some such than that the
-    their theirs them themselves then there these they this those through to too under
-    until up very was we were what when where which while who whom why will with would you
-    your yours yourself yourselves yes yeah ok okay please thanks thank hi hello um uh
-    i'd i'll i'm i've you're it's that's don't can't won't
-    """.split()
-)
-"""English function words and fillers that make poor prompt words."""
-
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-
-
-def content_words(phrases: Sequence[str]) -> list[str]:
-    """Content words of ``phrases``, most frequent first (ties: first use first)."""
-    counts: Counter[str] = Counter()
-    first_use: dict[str, int] = {}
-    for phrase in phrases:
-        for word in _WORD.findall(phrase.lower()):
-            if len(word) < 2 or word in STOP_WORDS:
-                continue
-            counts[word] += 1
-            first_use.setdefault(word, len(first_use))
-    return sorted(counts, key=lambda w: (-counts[w], first_use[w]))
-
-
-def domain_prompt(
-    phrases: Sequence[str],
-    *,
-    count_tokens: Callable[[str], int],
-    max_tokens: int = 30,
-) -> str | None:
-    """Space-separated content words of ``phrases`` within ``max_tokens`` tokens.
-
-    ``count_tokens`` gives the prompt's length in model tokens (it is encoded
-    with a leading space, as faster-whisper sends hotwords).  Returns ``None``
-    when no word fits or ``max_tokens`` is 0.
-    """
-    chosen: list[str] = []
-    used = 0
-    for word in content_words(phrases):
-        if used >= max_tokens:
-            break
-        tokens = count_tokens(" " + " ".join([*chosen, word]))
-        if tokens <= max_tokens:
-            chosen.append(word)
-            used = tokens
-    return " ".join(chosen) or None
+DEFAULT_WINDOW: EncoderWindow = "utterance"
+"""Chosen by measured accuracy on recorded speech: docs/benchmarks/whisper-digits.md."""
 
 
 class WhisperStream:
@@ -183,7 +148,9 @@ class WhisperTranscriber:
     ``model`` is a local CTranslate2 Whisper directory (a faster-whisper size
     name such as ``"base.en"`` is passed to faster-whisper unchanged, which may
     download it).  ``threads`` becomes ``cpu_threads``; ``num_workers`` is how
-    many decodings run at once; ``beam_size=1`` is greedy decoding.
+    many decodings run at once; ``beam_size=1`` is greedy decoding.  The window
+    options, ``guard`` and ``fallback`` are :class:`WhisperDecoder`'s;
+    ``slot_prompts`` replaces :data:`SLOT_PROMPTS` (``{}``: none).
     """
 
     def __init__(
@@ -195,9 +162,13 @@ class WhisperTranscriber:
         compute_type: str = "int8",
         beam_size: int = 1,
         language: str = "en",
-        encoder_window: EncoderWindow = "30s",
+        encoder_window: EncoderWindow = DEFAULT_WINDOW,
         utterance_pad_ms: int = 200,
+        utterance_min_window_ms: int = 15_000,
         domain_prompt_tokens: int = 30,
+        slot_prompts: Mapping[str, str] | None = None,
+        guard: DecodeGuard | None = None,
+        fallback: bool = True,
     ) -> None:
         if domain_prompt_tokens < 0:
             raise EngineError("domain_prompt_tokens must be >= 0")
@@ -210,8 +181,12 @@ class WhisperTranscriber:
             language=language,
             encoder_window=encoder_window,
             utterance_pad_ms=utterance_pad_ms,
+            utterance_min_window_ms=utterance_min_window_ms,
+            guard=guard,
+            fallback=fallback,
         )
         self._prompt_tokens = domain_prompt_tokens
+        self._slot_prompts = dict(SLOT_PROMPTS if slot_prompts is None else slot_prompts)
         self._lock = threading.Lock()
         self._domains: dict[str, str | None] = {}
 
@@ -228,6 +203,11 @@ class WhisperTranscriber:
     def encoder_window(self) -> EncoderWindow:
         return self._decoder.encoder_window
 
+    @property
+    def stats(self) -> DecodeStats:
+        """Decodings, 30 s fallbacks (by reason) and degenerate results so far."""
+        return self._decoder.stats
+
     def domain_prompt(self, name: str) -> str | None:
         """The prompt prepared for domain ``name`` (``None``: no prompt)."""
         with self._lock:
@@ -236,9 +216,12 @@ class WhisperTranscriber:
             return self._domains[name]
 
     def prepare_domain(self, *, name: str, phrases: Sequence[str]) -> None:
-        """Record domain ``name`` with a short prompt of its phrases' content words."""
+        """Record domain ``name``: its slot type's prompt, else its phrases' content words."""
+        kind = slot_type(name)
         prompt = None
-        if self._prompt_tokens:
+        if kind is not None and kind in self._slot_prompts:
+            prompt = self._slot_prompts[kind].strip() or None
+        elif self._prompt_tokens:
             prompt = domain_prompt(
                 phrases, count_tokens=self._decoder.count_tokens, max_tokens=self._prompt_tokens
             )

@@ -11,6 +11,12 @@ answers with :data:`EndpointEvent` values:
 * :class:`SpeechEnded` after ``min_silence_ms`` of silence, or when the
   utterance reaches ``max_utterance_s``.
 
+While :attr:`Endpointer.expect_digits` is set (the dialog waits for a spoken digit
+string), the silence that ends an utterance is ``digits_min_silence_ms``: callers
+pause between groups of a card number ("four two one seven ... five five"), and a
+500 ms endpoint cut such strings into turns of their own, each too short for the slot
+(measured on recorded digits, docs/benchmarks/accuracy.md).
+
 Hysteresis: speech starts at ``threshold`` and only ends below
 ``neg_threshold``; silence, once started, only ends at ``threshold`` again.
 The audio of one utterance (``SpeechStarted.audio`` followed by every
@@ -23,8 +29,8 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -55,6 +61,7 @@ class EndpointConfig:
     neg_threshold: float = 0.35  # speech stops below this; must be < threshold
     min_speech_ms: int = 200  # speech must last this long to count (ignores clicks)
     min_silence_ms: int = 500  # silence that ends an utterance
+    digits_min_silence_ms: int = 1000  # ... while a digit string is expected (expect_digits)
     speech_pad_ms: int = 300  # audio kept from before the onset, included in the utterance
     max_utterance_s: float = 15.0  # an utterance is cut at this length
 
@@ -68,6 +75,10 @@ class EndpointConfig:
             ),
             (self.min_speech_ms >= 0, f"min_speech_ms must be >= 0, got {self.min_speech_ms}"),
             (self.min_silence_ms > 0, f"min_silence_ms must be > 0, got {self.min_silence_ms}"),
+            (
+                self.digits_min_silence_ms > 0,
+                f"digits_min_silence_ms must be > 0, got {self.digits_min_silence_ms}",
+            ),
             (self.speech_pad_ms >= 0, f"speech_pad_ms must be >= 0, got {self.speech_pad_ms}"),
             (
                 math.isfinite(self.max_utterance_s)
@@ -79,6 +90,15 @@ class EndpointConfig:
         for ok, message in problems:
             if not ok:
                 raise ConfigError(message)
+
+    def updated(self, values: Mapping[str, float]) -> EndpointConfig:
+        """This configuration with ``values`` (a scenario's ``settings.endpointing``,
+        numbers as YAML gives them) laid over it; the ``_ms`` durations made whole."""
+        typed: dict[str, Any] = {
+            key: int(value) if key.endswith("_ms") else float(value)
+            for key, value in values.items()
+        }
+        return replace(self, **typed)
 
 
 # Events carrying audio use identity equality: comparing numpy arrays with ``==``
@@ -168,6 +188,9 @@ class Endpointer:
         self._window_samples = window_samples
         self._pad_samples = sample_rate_hz * config.speech_pad_ms // 1000
         self._max_samples = round(config.max_utterance_s * sample_rate_hz)
+        self.expect_digits = False
+        """Set by the caller's owner while a digit string is expected: the utterance then
+        ends after ``digits_min_silence_ms`` of silence instead of ``min_silence_ms``."""
         self.reset()
 
     @property
@@ -285,9 +308,12 @@ class Endpointer:
             events.append(SpeechResumed(start))
         run.append(chunk)
         silence_start = self._silence_start
+        min_silence_ms = (
+            config.digits_min_silence_ms if self.expect_digits else config.min_silence_ms
+        )
         if (
             silence_start is not None
-            and (end - silence_start) * 1000 >= config.min_silence_ms * self._sample_rate_hz
+            and (end - silence_start) * 1000 >= min_silence_ms * self._sample_rate_hz
         ):
             _flush_run(run, events)
             self._end(SpeechEnded(silence_start, "silence"), events)

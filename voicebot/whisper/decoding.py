@@ -1,43 +1,73 @@
-"""One Whisper model behind faster-whisper, decoding whole utterances two ways.
+"""One Whisper model (CTranslate2, loaded by faster-whisper) decoding whole utterances.
 
-:class:`WhisperDecoder` loads a CTranslate2 Whisper model through
-``faster_whisper.WhisperModel`` (``cpu_threads`` and ``num_workers`` from the
-caller) and decodes one utterance (float32 samples at 16 kHz) per call:
+:class:`WhisperDecoder` turns an utterance (float32 samples at 16 kHz, up to
+30 s) into log-mel features once and decodes them in one encoder window:
 
-* ``encoder_window="30s"``: ``WhisperModel.transcribe``, which pads every
-  window to 30 s (3000 mel frames), segments listed inside the call.
-* ``encoder_window="utterance"``: the log-mel features of the utterance plus
-  ``utterance_pad_ms`` of zeros (an even frame count) go straight to
-  ``ctranslate2.models.Whisper.encode`` / ``generate`` with faster-whisper's
-  prompt (``get_prompt``).  Utterances longer than 30 s take the 30 s path.
+* ``encoder_window="30s"``: the features padded to 30 s (3000 frames) as
+  faster-whisper's ``transcribe`` pads them, then CTranslate2 ``encode`` /
+  ``generate`` with the same prompt and settings.  The encoder costs the same
+  for "yes" as for a 29 s sentence.
+* ``encoder_window="utterance"``: the utterance plus ``utterance_pad_ms`` of
+  silence, extended with silence to at least ``utterance_min_window_ms`` (15 s
+  by default), at most 30 s.  Whisper only ever saw 30 s windows: on real
+  weights a window of the bare utterance (+200 ms) makes it loop (it repeats
+  the digits it heard: 12 of 16 recorded card numbers on tiny.en), as if it
+  never saw the speech end; seconds of silence after the speech stop that
+  (10 s still added a digit to one of 16 recorded strings, 15 s none).  The
+  silence is the log-mel floor zero samples give.
 
-Both decode greedily by default (``beam_size=1``), at temperature 0 only (no
-fallback re-decoding: predictable latency), without timestamps and without
-conditioning on earlier text.  For a real model a window whose no-speech
-probability is above 0.6 while its average log probability is below -1 gives no
-text (faster-whisper's defaults).  For a synthetic model
-(:func:`voicebot.whisper.synthetic.is_synthetic`) end-of-text and every special
-token are suppressed, no-speech skipping is off and decoding stops after
-``ceil(3 tokens/s * audio seconds)`` tokens, so the decoder does the work of
-real speech; the text is then random tokens.
+Every real-weight decoding is bounded and checked (:class:`DecodeGuard`): at
+most ``ceil(8 tokens/s * audio seconds) + 16`` new tokens; a decoding that hits
+that budget, holds a loop (a token run repeated back to back), compresses like
+a loop, or averages a log probability under -1 is *degenerate*.  With
+``fallback`` on, a degenerate utterance-window decoding is done again in the
+30 s window (same features; counted in :attr:`WhisperDecoder.stats` and
+logged).  A *short* decoding (the text ended long before the audio: under 0.6
+tokens a second of 4 s or more) is done again in the same window with a beam
+search of :data:`SHORT_RETRY_BEAM`, in either window: greedy search ended a
+15 s piece of a recorded prompt after "and forevermore.", beam search of 5
+read it all.  A returned result that still hits the budget, loops or compresses
+like a loop is cut after the loop's first copy and flagged in
+:attr:`Decoded.degenerate` (a low log probability alone is only unsure).
+
+Decoding is greedy by default (``beam_size=1``), at temperature 0 only (no
+sampling: results are reproducible and the 30 s window is the fallback),
+without timestamps and without conditioning on earlier text.  A window whose
+no-speech probability is above 0.6 while its average log probability is below
+-1 is silence: no text, never degenerate (faster-whisper's defaults).  Audio
+over 30 s goes to faster-whisper's ``transcribe`` unchecked.
+
+Synthetic models (:func:`voicebot.whisper.synthetic.is_synthetic`): end-of-text
+and every special token are suppressed, no-speech skipping and the guard are
+off and decoding stops after ``ceil(3 tokens/s * audio seconds)`` tokens, so the
+decoder does the work of real speech; the text is then random tokens.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from dataclasses import dataclass
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from voicebot.errors import EngineError, EngineUnavailableError
-from voicebot.whisper.synthetic import is_synthetic
+from voicebot.errors import EngineError
+from voicebot.whisper.guard import DecodeGuard, DegenerateReason, find_loop, trim_loop
+from voicebot.whisper.model import LoadedWhisper, load_whisper
 
-__all__ = ["SYNTHETIC_TOKENS_PER_SECOND", "Decoded", "EncoderWindow", "WhisperDecoder"]
+__all__ = [
+    "SHORT_RETRY_BEAM",
+    "SYNTHETIC_TOKENS_PER_SECOND",
+    "DecodeStats",
+    "Decoded",
+    "EncoderWindow",
+    "WhisperDecoder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +77,35 @@ SYNTHETIC_TOKENS_PER_SECOND = 3.0
 """Tokens a synthetic model decodes per second of audio (about real speech's rate)."""
 
 SAMPLE_RATE_HZ = 16000
-_HOP_SAMPLES = 160
-_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
+_FRAMES_PER_S = 100  # 10 ms log-mel frames
+_WINDOW_FRAMES = 3000  # 30 s
 _MAX_LENGTH = 448  # text positions: prompt + new tokens
+_MAX_NEW_TOKENS = _MAX_LENGTH // 2
 _NO_SPEECH_THRESHOLD = 0.6
+SHORT_RETRY_BEAM = 5
+"""Beam of the second decoding of a text that ended long before its audio."""
 _LOG_PROB_THRESHOLD = -1.0
 _MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s, faster-whisper's default
+_SILENCE_LOG10 = -10.0  # log10 of the mel power floor (1e-10), what zero samples give
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """One decoding: text, its token count, per-token log probability, frames encoded."""
+    """One decoding: text, token count, per-token log probability, frames encoded.
+
+    ``encoder_frames`` counts every window encoded (a fallback adds 3000);
+    ``window`` is the window of the text returned; ``fallback`` why the
+    utterance window's decoding was replaced; ``degenerate`` why the returned
+    text still looks degenerate (it was cut after the loop's first copy).
+    """
 
     text: str
     tokens: int
     avg_logprob: float | None
     encoder_frames: int
+    window: EncoderWindow = "30s"
+    fallback: DegenerateReason | None = None
+    degenerate: DegenerateReason | None = None
 
     @property
     def confidence(self) -> float | None:
@@ -72,6 +115,24 @@ class Decoded:
         return min(max(math.exp(self.avg_logprob), 0.0), 1.0)
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeStats:
+    """Counts since the decoder was built (metrics, benchmarks)."""
+
+    decodes: int = 0
+    fallbacks: dict[str, int] = field(default_factory=dict)  # by reason
+    degenerate: int = 0  # results still degenerate when returned
+
+
+@dataclass(frozen=True, slots=True)
+class _Generated:
+    ids: list[int]  # text tokens only
+    avg_logprob: float | None
+    silence: bool
+    budget: int
+    audio_s: float
+
+
 def _max_length(new_tokens: int, prompt_length: int) -> int:
     """CTranslate2 ``max_length`` that lets exactly ``new_tokens`` be generated.
 
@@ -79,6 +140,15 @@ def _max_length(new_tokens: int, prompt_length: int) -> int:
     ``start_step`` being the prompt tokens before the last one.
     """
     return min(_MAX_LENGTH, max(2 * new_tokens, new_tokens + prompt_length - 1))
+
+
+def silence_level(features: npt.NDArray[np.float32]) -> float:
+    """The normalised log-mel value zero samples get next to ``features``.
+
+    faster-whisper clamps log10 power at ``max - 8`` and maps ``x`` to
+    ``(x + 4) / 4``, so silence is ``max(features.max() - 2, -1.5)``.
+    """
+    return max(float(features.max()) - 2.0, (_SILENCE_LOG10 + 4.0) / 4.0)
 
 
 class WhisperDecoder:
@@ -93,157 +163,209 @@ class WhisperDecoder:
         compute_type: str = "int8",
         beam_size: int = 1,
         language: str = "en",
-        encoder_window: EncoderWindow = "30s",
+        encoder_window: EncoderWindow = "utterance",
         utterance_pad_ms: int = 200,
+        utterance_min_window_ms: int = 15_000,
+        guard: DecodeGuard | None = None,
+        fallback: bool = True,
     ) -> None:
         if encoder_window not in ("30s", "utterance"):
             raise EngineError(
                 f"encoder_window must be '30s' or 'utterance', not {encoder_window!r}"
             )
-        if threads < 1 or num_workers < 1 or beam_size < 1 or utterance_pad_ms < 0:
-            raise EngineError("threads, num_workers and beam_size must be >= 1, padding >= 0")
-        try:
-            from faster_whisper import WhisperModel
-            from faster_whisper.tokenizer import Tokenizer
-            from faster_whisper.transcribe import get_suppressed_tokens
-        except ImportError as exc:
-            raise EngineUnavailableError("faster-whisper is not installed") from exc
-        local = isinstance(model, Path) or os.path.isdir(model) or os.sep in model
-        if local and not (Path(model) / "model.bin").is_file():
-            raise EngineUnavailableError(f"no CTranslate2 Whisper model in {model}")
-        try:
-            self._whisper: Any = WhisperModel(
-                str(model),
-                device="cpu",
-                compute_type=compute_type,
-                cpu_threads=threads,
-                num_workers=num_workers,
-            )
-        except ValueError as exc:
-            raise EngineError(f"cannot load Whisper model {model}: {exc}") from exc
-        except (RuntimeError, OSError) as exc:
-            raise EngineUnavailableError(f"cannot load Whisper model {model}: {exc}") from exc
-        multilingual = bool(self._whisper.model.is_multilingual)
-        if not multilingual and language != "en":
-            raise EngineError(f"the English-only model {model} cannot transcribe {language!r}")
-        try:
-            self._tokenizer: Any = Tokenizer(
-                self._whisper.hf_tokenizer, multilingual, task="transcribe", language=language
-            )
-        except ValueError as exc:
-            raise EngineError(f"Whisper cannot transcribe {language!r}: {exc}") from exc
-        self.synthetic = local and is_synthetic(model)
-        suppress = set(get_suppressed_tokens(self._tokenizer, [-1]))
-        if self.synthetic:  # random weights: only text tokens, and never the end
-            vocabulary_size = self._whisper.hf_tokenizer.get_vocab_size(with_added_tokens=True)
-            suppress.update(range(self._tokenizer.eot, vocabulary_size))
-        self._suppress = sorted(suppress)
-        self._language = language
+        if beam_size < 1 or utterance_pad_ms < 0 or utterance_min_window_ms < 0:
+            raise EngineError("beam_size must be >= 1, padding and minimum window >= 0")
+        self._model: LoadedWhisper = load_whisper(
+            model, threads=threads, num_workers=num_workers,
+            compute_type=compute_type, language=language,
+        )  # fmt: skip
+        self.synthetic = self._model.synthetic
         self._beam_size = beam_size
         self.encoder_window: EncoderWindow = encoder_window
-        self._pad_samples = utterance_pad_ms * SAMPLE_RATE_HZ // 1000
+        self._pad_frames = utterance_pad_ms * _FRAMES_PER_S // 1000
+        self._min_frames = min(_WINDOW_FRAMES, utterance_min_window_ms * _FRAMES_PER_S // 1000)
+        # Random weights never end their text: no guard unless one is asked for (tests).
+        self._guard = guard if guard is not None or self.synthetic else DecodeGuard()
+        self._fallback = fallback
+        self._stats_lock = threading.Lock()
+        self._decodes = 0
+        self._fallbacks: Counter[str] = Counter()
+        self._degenerate = 0
         logger.info(
-            "loaded Whisper %s (%s, %s window, %d threads, %d workers%s)",
-            model, compute_type, encoder_window, threads, num_workers,
-            ", SYNTHETIC random weights" if self.synthetic else "",
+            "Whisper %s: %s window (pad %d ms, min %d ms), beam %d, fallback %s",
+            model, encoder_window, utterance_pad_ms, utterance_min_window_ms, beam_size,
+            "on" if fallback and encoder_window == "utterance" else "off",
         )  # fmt: skip
+
+    @property
+    def stats(self) -> DecodeStats:
+        """Decodings, fallbacks by reason and degenerate results so far."""
+        with self._stats_lock:
+            return DecodeStats(self._decodes, dict(self._fallbacks), self._degenerate)
 
     def count_tokens(self, text: str) -> int:
         """Length of ``text`` in model tokens."""
-        return len(self._tokenizer.encode(text))
+        return len(self._model.tokenizer.encode(text))
 
     def decode(self, audio: npt.NDArray[np.float32], *, prompt: str | None = None) -> Decoded:
-        """Transcribe one utterance (16 kHz float samples), ``prompt`` as hotwords."""
+        """Transcribe one utterance (16 kHz float samples); ``prompt`` goes before it."""
         if len(audio) == 0:
-            return Decoded(text="", tokens=0, avg_logprob=None, encoder_frames=0)
-        max_new_tokens = None
-        if self.synthetic:
-            seconds = min(len(audio) / SAMPLE_RATE_HZ, _WINDOW_FRAMES / 100)
-            max_new_tokens = max(1, math.ceil(SYNTHETIC_TOKENS_PER_SECOND * seconds))
+            return Decoded(text="", tokens=0, avg_logprob=None, encoder_frames=0,
+                           window=self.encoder_window)  # fmt: skip
         try:
-            if self.encoder_window == "utterance":
-                decoded = self._decode_utterance(audio, prompt, max_new_tokens)
-                if decoded is not None:
-                    return decoded
-            return self._decode_30s(audio, prompt, max_new_tokens)
+            decoded = self._decode(audio, prompt)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"Whisper decoding failed: {exc}") from exc
+        with self._stats_lock:
+            self._decodes += 1
+            if decoded.fallback is not None:
+                self._fallbacks[decoded.fallback] += 1
+            self._degenerate += decoded.degenerate is not None
+        return decoded
 
-    def _decode_30s(
-        self, audio: npt.NDArray[np.float32], prompt: str | None, max_new_tokens: int | None
+    def _decode(self, audio: npt.NDArray[np.float32], prompt: str | None) -> Decoded:
+        model = self._model
+        features = model.whisper.feature_extractor(audio)
+        content = max(1, features.shape[-1] - 1)  # the last frame is faster-whisper's padding
+        if content > _WINDOW_FRAMES:
+            return self._decode_long(audio, prompt)
+        features = features[:, :content]
+        prompt_ids = model.prompt_ids(prompt)
+        audio_s = len(audio) / SAMPLE_RATE_HZ
+        if self.encoder_window == "30s":
+            result = self._generate(features, _WINDOW_FRAMES, 0.0, prompt_ids, audio_s)
+            if self._fallback and self._assess(result) == "short":
+                return self._beam_again(features, _WINDOW_FRAMES, 0.0, prompt_ids, audio_s, "30s")
+            return self._finish(result, "30s", _WINDOW_FRAMES, self._assess(result, final=True))
+        frames = min(_WINDOW_FRAMES, max(content + self._pad_frames, self._min_frames))
+        frames += frames % 2
+        level = silence_level(features)
+        first = self._generate(features, frames, level, prompt_ids, audio_s)
+        reason = self._assess(first)
+        if reason == "short" and self._fallback:
+            return self._beam_again(features, frames, level, prompt_ids, audio_s, "utterance")
+        if reason is None or not self._fallback or frames == _WINDOW_FRAMES:
+            return self._finish(first, "utterance", frames, self._assess(first, final=True))
+        logger.info(
+            "Whisper utterance window degenerate (%s, %d tokens, %d ms): 30 s window again",
+            reason, len(first.ids), round(audio_s * 1000),
+        )  # fmt: skip
+        second = self._generate(features, _WINDOW_FRAMES, 0.0, prompt_ids, audio_s)
+        degenerate = self._assess(second, final=True)
+        return self._finish(second, "30s", frames + _WINDOW_FRAMES, degenerate, fallback=reason)
+
+    def _beam_again(
+        self,
+        features: npt.NDArray[np.float32],
+        frames: int,
+        pad_value: float,
+        prompt_ids: list[int],
+        audio_s: float,
+        window: EncoderWindow,
     ) -> Decoded:
-        if max_new_tokens is not None:  # faster-whisper's max_length is prompt + this
-            prompt_length = len(self._prompt_ids(prompt))
-            max_new_tokens = _max_length(max_new_tokens, prompt_length) - prompt_length
-        segments, _info = self._whisper.transcribe(
-            audio,
-            language=self._language,
-            task="transcribe",
-            beam_size=self._beam_size,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            vad_filter=False,
-            hotwords=prompt,
-            suppress_tokens=list(self._suppress),
-            max_new_tokens=max_new_tokens,
-            no_speech_threshold=None if self.synthetic else _NO_SPEECH_THRESHOLD,
-            log_prob_threshold=_LOG_PROB_THRESHOLD,
-        )
-        segments = list(segments)  # the work happens here, inside the call
-        tokens = sum(len(s.tokens) for s in segments)
-        # Segment.avg_logprob is the cumulative log probability / (tokens + 1).
-        cumulative = sum(s.avg_logprob * (len(s.tokens) + 1) for s in segments)
-        weight = sum(len(s.tokens) + 1 for s in segments)
-        windows = max(1, math.ceil((len(audio) // _HOP_SAMPLES) / _WINDOW_FRAMES))
-        return Decoded(
-            text="".join(s.text for s in segments).strip(),
-            tokens=tokens,
-            avg_logprob=cumulative / weight if weight else None,
-            encoder_frames=windows * _WINDOW_FRAMES,
-        )
+        """A short decoding done again in the same window with a wider beam."""
+        logger.info("Whisper text ended early (%d ms of audio): beam %d again",
+                    round(audio_s * 1000), SHORT_RETRY_BEAM)  # fmt: skip
+        beam = max(self._beam_size, SHORT_RETRY_BEAM)
+        again = self._generate(features, frames, pad_value, prompt_ids, audio_s, beam_size=beam)
+        degenerate = self._assess(again, final=True)
+        return self._finish(again, window, 2 * frames, degenerate, fallback="short")
 
-    def _prompt_ids(self, prompt: str | None) -> list[int]:
-        """The decoder prompt faster-whisper builds (hotwords, start of transcript)."""
-        ids: list[int] = self._whisper.get_prompt(
-            self._tokenizer, [], without_timestamps=True, hotwords=prompt
-        )
-        return ids
-
-    def _decode_utterance(
-        self, audio: npt.NDArray[np.float32], prompt: str | None, max_new_tokens: int | None
-    ) -> Decoded | None:
-        """Encode only the utterance (plus padding); ``None`` when it is over 30 s."""
-        padded = np.concatenate([audio, np.zeros(self._pad_samples, dtype=np.float32)])
-        features = self._whisper.feature_extractor(padded)
-        frames = features.shape[-1] - features.shape[-1] % 2
-        if frames > _WINDOW_FRAMES:
-            return None
-        encoder_output = self._whisper.encode(np.ascontiguousarray(features[:, :frames]))
-        prompt_ids = self._prompt_ids(prompt)
-        max_length = _MAX_LENGTH
-        if max_new_tokens is not None:
-            max_length = _max_length(max_new_tokens, len(prompt_ids))
-        result = self._whisper.model.generate(
-            encoder_output,
+    def _generate(
+        self,
+        features: npt.NDArray[np.float32],
+        frames: int,
+        pad_value: float,
+        prompt_ids: list[int],
+        audio_s: float,
+        *,
+        beam_size: int | None = None,
+    ) -> _Generated:
+        """Encode ``features`` padded to ``frames`` with ``pad_value``, then decode."""
+        model = self._model
+        window = np.full((features.shape[0], frames), pad_value, dtype=np.float32)
+        window[:, : features.shape[1]] = features
+        budget = (self._guard or DecodeGuard()).budget(audio_s, max_tokens=_MAX_NEW_TOKENS)
+        limit = budget
+        if self.synthetic:  # the tokens real speech would take (the guard judges by budget)
+            limit = max(1, math.ceil(SYNTHETIC_TOKENS_PER_SECOND * min(audio_s, 30.0)))
+        result = model.whisper.model.generate(
+            model.whisper.encode(window),
             [prompt_ids],
-            beam_size=self._beam_size,
+            beam_size=beam_size or self._beam_size,
             patience=1.0,
             length_penalty=1.0,
-            max_length=max_length,
+            max_length=_max_length(limit, len(prompt_ids)),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=self._suppress,
+            suppress_tokens=model.suppress,
             max_initial_timestamp_index=_MAX_INITIAL_TIMESTAMP_INDEX,
         )[0]
-        ids = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+        ids = [t for t in result.sequences_ids[0] if t < model.eot]
         avg_logprob = result.scores[0] * len(result.sequences_ids[0]) / (len(ids) + 1)
-        text = self._tokenizer.decode(ids).strip()
-        if (
+        silence = (
             not self.synthetic
             and result.no_speech_prob > _NO_SPEECH_THRESHOLD
             and avg_logprob < _LOG_PROB_THRESHOLD
-        ):
-            text = ""
-        return Decoded(text=text, tokens=len(ids), avg_logprob=avg_logprob, encoder_frames=frames)
+        )
+        return _Generated(ids=ids, avg_logprob=avg_logprob, silence=silence, budget=budget,
+                          audio_s=audio_s)
+
+    def _assess(self, result: _Generated, *, final: bool = False) -> DegenerateReason | None:
+        """Why ``result`` looks degenerate; a ``final`` one is not judged on log probability."""
+        if self._guard is None or result.silence:
+            return None
+        return self._guard.assess(
+            result.ids,
+            text=self._model.tokenizer.decode(result.ids),
+            avg_logprob=result.avg_logprob,
+            budget=result.budget,
+            audio_s=result.audio_s,
+            check_log_prob=not final,
+        )
+
+    def _finish(
+        self,
+        result: _Generated,
+        window: EncoderWindow,
+        frames: int,
+        degenerate: DegenerateReason | None,
+        *,
+        fallback: DegenerateReason | None = None,
+    ) -> Decoded:
+        """The text of ``result``; a degenerate one is cut after its loop's first copy."""
+        ids = result.ids
+        if degenerate is not None:
+            assert self._guard is not None
+            loop = find_loop(ids, min_repeated_tokens=self._guard.min_repeated_tokens)
+            if loop is not None:
+                ids = trim_loop(ids, loop)
+            logger.info("Whisper result degenerate (%s, %d tokens, cut to %d)",
+                        degenerate, len(result.ids), len(ids))  # fmt: skip
+        text = "" if result.silence else self._model.tokenizer.decode(ids).strip()
+        return Decoded(
+            text=text,
+            tokens=len(ids),
+            avg_logprob=result.avg_logprob,
+            encoder_frames=frames,
+            window=window,
+            fallback=fallback,
+            degenerate=degenerate,
+        )
+
+    def _decode_long(self, audio: npt.NDArray[np.float32], prompt: str | None) -> Decoded:
+        """Over 30 s: faster-whisper's ``transcribe`` (consecutive 30 s windows)."""
+        max_new_tokens = None
+        if self.synthetic:  # faster-whisper's max_length is prompt + this
+            prompt_length = len(self._model.prompt_ids(prompt))
+            new = math.ceil(SYNTHETIC_TOKENS_PER_SECOND * _WINDOW_FRAMES / _FRAMES_PER_S)
+            max_new_tokens = _max_length(new, prompt_length) - prompt_length
+        text, tokens, avg_logprob = self._model.transcribe_long(
+            audio, prompt=prompt, beam_size=self._beam_size, max_new_tokens=max_new_tokens,
+            no_speech_threshold=None if self.synthetic else _NO_SPEECH_THRESHOLD,
+            log_prob_threshold=_LOG_PROB_THRESHOLD,
+        )  # fmt: skip
+        windows = math.ceil(len(audio) / (SAMPLE_RATE_HZ * _WINDOW_FRAMES / _FRAMES_PER_S))
+        return Decoded(text=text, tokens=tokens, avg_logprob=avg_logprob,
+                       encoder_frames=windows * _WINDOW_FRAMES, window="30s")  # fmt: skip
