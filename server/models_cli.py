@@ -252,15 +252,15 @@ def run(args: argparse.Namespace, config: ServerConfig | None = None) -> int:
     models_dir = args.models_dir if args.models_dir is not None else config.models_dir
     if args.models_command == "synth":
         return _synth(models_dir, args)
-    manifest = load_manifest(args.manifest if args.manifest is not None else DEFAULT_MANIFEST)
+    if args.manifest is not None:
+        config = replace(config, manifest=args.manifest)
+    if args.models_command == "pull" and (args.name is None) == (stack is None):
+        raise ConfigError("name one model, or --stack NAME for a stack's models")
+    if args.models_command == "pull" and stack is not None:
+        return _pull_stack(config, models_dir, args)
+    manifest = load_manifest(config.manifest)
     if args.models_command == "list":
         return _list(manifest, models_dir)
     if args.models_command == "pull":
-        if (args.name is None) == (stack is None):
-            raise ConfigError("name one model, or --stack NAME for a stack's models")
-        if stack is not None:
-            if args.manifest is not None:
-                config = replace(config, manifest=args.manifest)
-            return _pull_stack(config, models_dir, args)
         return _pull(manifest, models_dir, args)
     raise AssertionError(f"unknown models command {args.models_command!r}")

@@ -150,7 +150,7 @@ class CallRuntime:
             FeedTranscription: self._asr_job,
             FinishTranscription: self._finish,
             CancelTranscription: self._asr_job,
-            SpeculateTranscription: self._asr_job,
+            SpeculateTranscription: self._speculate,
             DiscardSpeculation: self._asr_job,
             Understand: self._understand,
             Synthesize: self._synthesize,
@@ -274,15 +274,13 @@ class CallRuntime:
     async def _asr_job(
         self,
         command: StartTranscription | FeedTranscription | CancelTranscription
-        | SpeculateTranscription | DiscardSpeculation,
+        | DiscardSpeculation,
     ) -> None:
         if isinstance(command, StartTranscription):
             args: tuple[Any, ...] = ("start_transcription", command.utterance,
                                      command.domain, command.pcm)
         elif isinstance(command, FeedTranscription):
             args = ("feed_transcription", command.utterance, command.pcm)
-        elif isinstance(command, SpeculateTranscription):
-            args = ("speculate_transcription", command.utterance)
         elif isinstance(command, DiscardSpeculation):
             args = ("discard_speculation", command.utterance)
         else:
@@ -295,6 +293,22 @@ class CallRuntime:
                 return
             except Exception as exc:
                 self._job_failed("ASR job", exc)
+
+        await self._asr.put(command.utterance, job)
+
+    async def _speculate(self, command: SpeculateTranscription) -> None:
+        """Decode the utterance so far; the session hears the result (even a failed one,
+        as None: it counts the speculations it asked for)."""
+
+        async def job() -> None:
+            transcript: Transcript | None = None
+            try:
+                transcript = await self._run("speculate_transcription", command.utterance)
+            except CellFailed:
+                pass
+            except Exception as exc:
+                self._job_failed("ASR speculation", exc)
+            await self.execute(self._session.speculated(command.utterance, transcript))
 
         await self._asr.put(command.utterance, job)
 

@@ -113,11 +113,15 @@ class CallJobs:
         if stream is not None:
             stream.feed(pcm)
 
-    def speculate_transcription(self, utterance: int) -> None:
-        """Transcribe the utterance so far, if the stream can; kept for ``finish``."""
+    def speculate_transcription(self, utterance: int) -> Transcript | None:
+        """Transcribe the utterance so far, if the stream can; kept for ``finish`` and
+        returned (the session may end the turn on it); None when the stream cannot."""
         stream = self._asr.get(utterance)
-        if isinstance(stream, SpeculativeStream):
-            self._speculation[utterance] = stream.transcribe_so_far()
+        if not isinstance(stream, SpeculativeStream):
+            return None
+        transcript = stream.transcribe_so_far()
+        self._speculation[utterance] = transcript
+        return transcript
 
     def discard_speculation(self, utterance: int) -> None:
         if self._speculation.pop(utterance, None) is not None:

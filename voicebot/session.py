@@ -43,7 +43,7 @@ from voicebot.dialog.engine import DialogEngine, EndCall, Prompt, UserInput, Web
 from voicebot.dialog.scenario import Scenario
 from voicebot.engines.base import EntityValue, IntentResult, Pcm, Transcript
 from voicebot.errors import ProtocolError
-from voicebot.nlu.entities import digits_from_dtmf
+from voicebot.nlu.entities import digits_from_dtmf, extract_entities
 from voicebot.playback import Playback, mark_name, parse_mark
 from voicebot.text import split_sentences
 from voicebot.vad.endpointer import (
@@ -127,6 +127,7 @@ class Session:
         self._pausing = False
         self._silence_start = 0
         self._speculated = False
+        self._speculations_out = 0  # speculations asked for whose result has not come back
         self._speculate_samples = config.speculative_asr_ms * config.asr_rate_hz // 1000
         self._turn = 0
         self._turns: dict[int, _Turn] = {0: _Turn()}
@@ -258,6 +259,32 @@ class Session:
             SendEvent(event),
             Understand(self._turn, text, self._scenario.name),
         ]
+
+    def speculated(self, utterance: int, transcript: Transcript | None) -> list[Command]:
+        """The transcript of the open utterance so far, decoded while the caller pauses
+        (``SpeculateTranscription``; None: the ASR cannot).  While a digits slot of a
+        known length is asked for, a transcript holding that many digits ends the turn
+        now: the caller need not wait out ``digits_min_silence_ms``."""
+        self._speculations_out = max(0, self._speculations_out - 1)
+        if (
+            transcript is None
+            or self.closed
+            or self._dialog is None
+            or self._endpointer is None
+            or utterance != self._utterance
+            or not self._utterance_open
+            or not self._pausing
+            or self._speculations_out  # a later speculation is on its way
+        ):
+            return []
+        spec = self._dialog.expected_slot
+        if spec is None or spec.type != "digits" or spec.length is None:
+            return []
+        digits = extract_entities(transcript.text).get("digits")
+        if not isinstance(digits, str) or len(digits) < spec.length:
+            return []
+        event = self._endpointer.end_now()
+        return self._on_speech_ended(event) if event is not None else []
 
     def understood(
         self, turn: int, result: IntentResult | None, entities: Mapping[str, EntityValue]
@@ -417,6 +444,7 @@ class Session:
         ):
             return []
         self._speculated = True
+        self._speculations_out += 1
         return [SpeculateTranscription(self._utterance)]
 
     def _maybe_barge_in(self) -> list[Command]:

@@ -263,7 +263,7 @@ class SessionDriver:
             jobs.cancel_transcription(c.utterance)
         elif isinstance(c, SpeculateTranscription):
             self.speculations.append(c.utterance)
-            jobs.speculate_transcription(c.utterance)
+            return s.speculated(c.utterance, jobs.speculate_transcription(c.utterance))
         elif isinstance(c, DiscardSpeculation):
             jobs.discard_speculation(c.utterance)
         elif isinstance(c, FinishTranscription):

@@ -15,7 +15,9 @@ import asyncio
 import os
 import subprocess
 import sys
+import wave
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +45,10 @@ def default_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         yield server
 
 
-async def _call(url: str, *turns: CallerTurn) -> list[TurnReport]:
+async def _call(url: str, *turns: CallerTurn, call_id: str = "") -> list[TurnReport]:
     options = CallOptions(url=url, encoding="mulaw", sample_rate_hz=8000)
+    if call_id:
+        options = replace(options, call_id=call_id)
     prepared = await asyncio.to_thread(prepare_turns, list(turns), options)
     reports, audio = await place_call(prepared, options)
     assert len(audio) > 8000 * 3  # the bot spoke (Piper), at the call's rate
@@ -90,3 +94,33 @@ def test_a_stack_whose_models_are_missing_names_the_pull(tmp_path: Path) -> None
     assert ("model 'whisper-base' is not installed in " f"{tmp_path / 'empty'}; run "
             "`voicebot models pull whisper-base` (the whole stack: `voicebot models pull "
             "--stack reference") in done.stderr
+
+
+async def test_a_spoken_card_number_ends_its_turn_once_complete(
+    default_stack: ServerProcess, tmp_path: Path
+) -> None:
+    """Recorded human digits "4 2 1 7" (Debian's Asterisk prompts, 250 ms apart): the
+    speculative decode 200 ms into the pause holds four digits, so the turn ends there
+    instead of after the 800 ms a digit string otherwise gets."""
+    from server.speechdata import SpeechDataMissingError, asterisk_digit, read_wav, trim_silence
+
+    try:
+        recordings = [read_wav(asterisk_digit(d)) for d in "4217"]
+    except SpeechDataMissingError as exc:
+        pytest.skip(str(exc))
+    gap = np.zeros(recordings[0][1] // 4, dtype=np.int16)
+    parts = [part for pcm, rate in recordings for part in (trim_silence(pcm, rate), gap)]
+    path = tmp_path / "card.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(recordings[0][1])
+        out.writeframes(np.concatenate(parts[:-1]).tobytes())
+    reports = await _call(default_stack.url, CallerTurn("text", "what is my balance"),
+                          CallerTurn("wav", str(path)), CallerTurn("text", "goodbye"),
+                          call_id="spoken-card")
+    assert "1,250.40" in (reports[2].bot_text or ""), reports[2]
+    log = await asyncio.to_thread(default_stack.log_once, "call=spoken-card turn=2 ")
+    line = next(x for x in log.splitlines() if "call=spoken-card turn=2 " in x)
+    wait_ms = int(line.split("endpoint_wait_ms=")[1].split()[0])
+    assert wait_ms < 800, line  # ended by the speculation, not by the digits endpoint

@@ -116,6 +116,17 @@ def test_a_digit_string_gets_the_longer_pause() -> None:
     assert len(_of(plain, SpeechEnded)) == 2
 
 
+def test_end_now_cuts_a_paused_utterance_only() -> None:
+    endpointer, _ = _drive(_windows((QUIET, 40), (SPEECH, 60)))
+    assert endpointer.end_now() is None  # speaking: nothing to cut
+    pcm = _ramp(20 * W)
+    assert [type(e) for e in endpointer.process(pcm, [QUIET] * 20)] == [SilenceStarted,
+                                                                         SpeechAudio]
+    assert endpointer.end_now() == SpeechEnded(100 * W, "silence")
+    assert not endpointer.in_speech and endpointer.end_now() is None
+    assert endpointer.process(pcm, [QUIET] * 20) == []  # the pause goes on: no second end
+
+
 def test_endpointing_settings_are_laid_over_the_defaults() -> None:
     config = EndpointConfig().updated({"min_silence_ms": 700.0, "digits_min_silence_ms": 1200.0,
                                        "max_utterance_s": 20})

@@ -122,6 +122,30 @@ def test_a_spoken_card_number_may_pause_between_groups(make_driver: Make) -> Non
     assert "1,250.40 dollars" in d.of_type(p.BotSpeechStart)[-1].text
 
 
+def test_a_complete_card_number_ends_its_turn_at_the_speculation(make_driver: Make) -> None:
+    d = make_driver("what is my balance", "four two one seven", speculative_asr_ms=200)
+    _answer_greeting(d)
+    _speak(d)
+    _wait_reply(d)
+    d.audio_in(tone(1200))
+    d.silence(300)  # past the 200 ms speculation, long before the 800 ms digits endpoint
+    assert [e.text for e in d.of_type(p.TranscriptEvent)][-1] == "four two one seven"
+    assert d.jobs.speculations_kept == 2  # the balance request's and the card's
+    assert "1,250.40 dollars" in d.of_type(p.BotSpeechStart)[-1].text
+
+
+def test_part_of_a_card_number_waits_for_the_rest(make_driver: Make) -> None:
+    d = make_driver("what is my balance", "four two", speculative_asr_ms=200)
+    _answer_greeting(d)
+    _speak(d)
+    _wait_reply(d)
+    d.audio_in(tone(600))
+    d.silence(600)  # two digits so far: the speculation does not end the turn
+    assert len(d.of_type(p.TranscriptEvent)) == 1
+    d.silence(300)  # the digits endpoint (800 ms) does
+    assert [e.text for e in d.of_type(p.TranscriptEvent)][-1] == "four two"
+
+
 def test_unknown_card_reads_not_found(make_driver: Make) -> None:
     d = make_driver("check my balance")
     _answer_greeting(d)

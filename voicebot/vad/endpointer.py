@@ -12,10 +12,11 @@ answers with :data:`EndpointEvent` values:
   utterance reaches ``max_utterance_s``.
 
 While :attr:`Endpointer.expect_digits` is set (the dialog waits for a spoken digit
-string), the silence that ends an utterance is ``digits_min_silence_ms``: callers
-pause between groups of a card number ("four two one seven ... five five"), and a
-500 ms endpoint cut such strings into turns of their own, each too short for the slot
-(measured on recorded digits, docs/benchmarks/accuracy.md).
+string), the silence that ends an utterance is ``digits_min_silence_ms`` (800 ms):
+the 500 ms endpoint cut 5 of 16 four-digit strings of recorded human digits (150-350 ms
+apart) into turns of their own in some alignments of the VAD windows, each too short
+for the slot; 600 ms cut none (docs/benchmarks/accuracy.md), and callers pause longer
+between groups of a card number than within them.
 
 Hysteresis: speech starts at ``threshold`` and only ends below
 ``neg_threshold``; silence, once started, only ends at ``threshold`` again.
@@ -61,7 +62,7 @@ class EndpointConfig:
     neg_threshold: float = 0.35  # speech stops below this; must be < threshold
     min_speech_ms: int = 200  # speech must last this long to count (ignores clicks)
     min_silence_ms: int = 500  # silence that ends an utterance
-    digits_min_silence_ms: int = 1000  # ... while a digit string is expected (expect_digits)
+    digits_min_silence_ms: int = 800  # ... while a digit string is expected (expect_digits)
     speech_pad_ms: int = 300  # audio kept from before the onset, included in the utterance
     max_utterance_s: float = 15.0  # an utterance is cut at this length
 
@@ -320,6 +321,16 @@ class Endpointer:
         elif end - self._onset >= self._max_samples:
             _flush_run(run, events)
             self._end(SpeechEnded(end, "max_length"), events)
+
+    def end_now(self) -> SpeechEnded | None:
+        """End the open utterance at the start of its current pause, before the pause
+        reaches the endpoint (its owner knows the utterance is complete: a digit string
+        of the expected length).  None when no utterance is open or it is not paused."""
+        if self._state is not _State.SPEECH or self._silence_start is None:
+            return None
+        event = SpeechEnded(self._silence_start, "silence")
+        self._end(event, [])
+        return event
 
     def _end(self, event: SpeechEnded, events: list[EndpointEvent]) -> None:
         events.append(event)
