@@ -114,7 +114,7 @@ def _cards(name: str, m: dict[str, Any]) -> list[str]:
     wrong = [r for r in m["rows"] if not r["correct"]]
     if split:
         lines += ["", f"{len(split)}/{m['total']} cards are cut into several utterances by the "
-                      f"server's front (Silero VAD + the 500 ms endpoint) in at least one of "
+                      f"server's front (Silero VAD + the digits endpoint) in at least one of "
                       f"{phases} alignments of the same audio (measured apart, no ASR): each "
                       "piece becomes a turn of its own, the slot rejects the first, the rest "
                       f"is heard alone. Of the {len(wrong)} cards read back wrong, "
