@@ -118,6 +118,19 @@ class Stack:
         return required_models(self.engines)
 
 
+def _whisper_stack(name: str, model: str, description: str) -> Stack:
+    """A stack of REAL Whisper ``model`` + MiniLM + Piper joe, with the measured settings."""
+    return Stack(
+        name=name,
+        engines=EngineConfig(
+            vad="silero", asr="whisper", nlu="minilm", tts="piper",
+            options={"asr": {"model": model, **MEASURED_WHISPER},
+                     "tts": {"voice": "en_US-joe-medium"}}),
+        settings=MEASURED_SERVER,
+        description=description,
+    )
+
+
 STACKS: Mapping[str, Stack] = {stack.name: stack for stack in (
     Stack(
         name="lite",
@@ -125,28 +138,16 @@ STACKS: Mapping[str, Stack] = {stack.name: stack for stack in (
         description="pocketsphinx + espeak-ng: offline, no download, ~20 ms ASR per turn "
                     "(measured); hears the scenario's phrases (biased LMs), robotic voice",
     ),
-    Stack(
-        name="default",
-        engines=EngineConfig(
-            vad="silero", asr="whisper", nlu="minilm", tts="piper",
-            options={"asr": {"model": "whisper-tiny.en", **MEASURED_WHISPER},
-                     "tts": {"voice": "en_US-joe-medium"}}),
-        settings=MEASURED_SERVER,
-        description="REAL Whisper tiny.en int8 + Piper joe medium: 141 MB download; "
-                    "open-vocabulary English, natural voice; WER 6.8% on recorded 8 kHz "
-                    "prompts, 16/16 spoken card numbers (docs/benchmarks/accuracy.md)",
-    ),
-    Stack(
-        name="reference",
-        engines=EngineConfig(
-            vad="silero", asr="whisper", nlu="minilm", tts="piper",
-            options={"asr": {"model": "whisper-base", **MEASURED_WHISPER},
-                     "tts": {"voice": "en_US-joe-medium"}}),
-        settings=MEASURED_SERVER,
-        description="REAL Whisper base (multilingual) int8 + Piper joe medium: 211 MB "
-                    "download; ~2x default's ASR compute; WER 6.5% on recorded 8 kHz "
-                    "prompts, 15/16 spoken card numbers (docs/benchmarks/accuracy.md)",
-    ),
+    _whisper_stack(
+        "default", "whisper-tiny.en",
+        "REAL Whisper tiny.en int8 + Piper joe medium: 141 MB download; open-vocabulary "
+        "English, natural voice; WER 6.8% on recorded 8 kHz prompts, 16/16 spoken card "
+        "numbers (docs/benchmarks/accuracy.md)"),
+    _whisper_stack(
+        "reference", "whisper-base",
+        "REAL Whisper base (multilingual) int8 + Piper joe medium: 211 MB download; ~2x "
+        "default's ASR compute; WER 6.5% on recorded 8 kHz prompts, 15/16 spoken card "
+        "numbers (docs/benchmarks/accuracy.md)"),
 )}
 
 
