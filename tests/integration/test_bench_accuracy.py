@@ -27,8 +27,7 @@ from server.speechdata import (
     asterisk_prompts,
     librivox_clips,
 )
-from tests.integration.conftest import MODELS_DIR, REPO, free_port
-from voicebot.modelhub.store import ensure
+from tests.integration.conftest import free_port
 
 __all__: list[str] = []
 
@@ -51,17 +50,29 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     if missing is not None:
         pytest.skip(f"speech corpora not installed ({APT_INSTALL}): {missing}")
     tmp = tmp_path_factory.mktemp("accuracy")
-    voice = os.environ.get("VOICEBOT_TEST_PIPER_VOICE", "en_US-joe-medium")
-    if voice == "en_US-joe-medium":  # the second caller voice: pulled on a fresh clone
-        ensure(REPO / "models" / "manifest.yaml", voice, MODELS_DIR)
     cpus = sorted(os.sched_getaffinity(0))
     data = run_accuracy_bench(
         stacks=("lite",), out_dir=tmp / "docs", work_dir=tmp / "work",
         server_cpu=cpus[0] if len(cpus) > 1 else None, port=free_port(),
-        caller_voice=voice,
+        caller_voice=os.environ.get("VOICEBOT_TEST_PIPER_VOICE", "en_US-joe-medium"),
         cards=2, limit=3, concurrency=2,
-        measures=("wer-asterisk", "wer-librivox", "cards", "intents"))
+        measures=("wer-asterisk", "wer-librivox", "cards", "intents")
+        if _piper_voice_available() else ("wer-asterisk", "wer-librivox", "cards"))
     return tmp, data
+
+
+def _piper_voice_available() -> bool:
+    from server.config import load_config
+    from voicebot.engines.registry import EngineOptions, model_path
+    from voicebot.errors import VoicebotError
+
+    config = load_config(None)
+    voice = os.environ.get("VOICEBOT_TEST_PIPER_VOICE", "en_US-joe-medium")
+    try:
+        model_path(voice, EngineOptions(models_dir=config.models_dir, manifest=config.manifest))
+    except VoicebotError:
+        return False
+    return True
 
 
 def test_wer_runs_through_the_caller_path(report: tuple[Path, dict[str, Any]]) -> None:
@@ -90,7 +101,10 @@ def test_card_calls_record_what_was_heard(report: tuple[Path, dict[str, Any]]) -
 
 def test_intent_calls_per_voice(report: tuple[Path, dict[str, Any]]) -> None:
     _, data = report
-    intents = data["stacks"]["lite"]["measures"]["intents"]
+    intents = data["stacks"]["lite"]["measures"].get("intents")
+    if intents is None:
+        pytest.skip("Piper en_US-joe-medium is not installed (voicebot models pull "
+                    "en_US-joe-medium)")
     assert len(intents["voices"]) == 2
     for voice in intents["voices"].values():
         assert voice["intents"]["total"] == 3 and voice["out_of_domain"]["total"] == 3
