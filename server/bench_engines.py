@@ -130,15 +130,15 @@ def run_engine_bench(
 
     ``quick``: one timed pass per case (tests).  ``cases``: names or engines (default
     all).  ``voices_dir``: the synthetic Piper voices (``$VOICEBOT_SYNTHETIC_VOICES``,
-    else ``shared/models/synthetic`` beside the repository)."""
+    else ``models_dir/synthetic``)."""
     if cpu not in os.sched_getaffinity(0):
         raise ConfigError(f"cpu {cpu} is not one this process may run on")
     unknown = set(cases or ()) - {c.name for c in CASES} - {c.engine for c in CASES}
     if unknown:
         raise ConfigError(f"unknown bench cases {sorted(unknown)}")
     selected = [c for c in CASES if cases is None or c.name in cases or c.engine in cases]
-    shared = REPO_ROOT.parent / "shared" / "models" / "synthetic"
-    voices = voices_dir or Path(os.environ.get("VOICEBOT_SYNTHETIC_VOICES", shared))
+    voices = voices_dir or Path(os.environ.get("VOICEBOT_SYNTHETIC_VOICES",
+                                               Path(models_dir) / "synthetic"))
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="voicebot-bench-") as tmp:
         inputs = Path(tmp) / "inputs.npz"
