@@ -28,6 +28,8 @@ def _wer(m: dict[str, Any] | None) -> str:
     if m is None:
         return "not run"
     text = f"**{100 * m['wer']:.1f}%** ({m['recordings']} rec., {m['reference_words']} words"
+    if "wer_strict" in m:
+        text += f"; {100 * m['wer_strict']:.1f}% without spacing equivalence"
     if m["degenerate"]:
         text += f"; {m['degenerate']} looped, {100 * _clean_wer(m):.1f}% without them"
     return text + ")"
@@ -65,7 +67,9 @@ def _wer_details(name: str, key: str, m: dict[str, Any]) -> list[str]:
              f"D {m['deletions']}, I {m['insertions']} → **WER {100 * m['wer']:.1f}%**; "
              f"{m['sentences_wrong']} recordings with an error, {m['empty']} heard as nothing, "
              f"{m['degenerate']} degenerate (a word looping, or over twice the words): "
-             f"WER {100 * _clean_wer(m):.1f}% without those",
+             f"WER {100 * _clean_wer(m):.1f}% without those; "
+             f"WER {100 * m.get('wer_strict', m['wer']):.1f}% scored strictly (no spacing "
+             f"equivalence: ``touch tone`` against ``touchtone`` is two errors)",
              f"- ASR model synthetic: {m['asr_synthetic']}; time in the ASR {m['asr_s']} s "
              f"(RTF {m['asr_rtf']}: how long this took, not a speed figure, see "
              f"engines.md), wall {m['wall_s']} s on CPUs {m['cpus']}; "

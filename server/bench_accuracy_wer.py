@@ -24,12 +24,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from server.bench_accuracy_text import WordErrors, normalize_text, sum_errors, word_errors
+from server.bench_accuracy_text import (
+    WordErrors,
+    join_spacing,
+    normalize_text,
+    sum_errors,
+    word_errors,
+)
 from server.speechdata import Recording, read_wav
 from voicebot.audio.codecs import AudioEncoding, decode, encode, frame_bytes
 from voicebot.audio.framer import Framer, split_frames
@@ -142,15 +148,21 @@ def _degenerate(hypothesis: list[str], reference: list[str]) -> bool:
         len(hypothesis) > 2 * len(reference) + 3
 
 
-def score(reference: str, heard: str) -> tuple[WordErrors, bool]:
-    """Errors of ``heard`` against ``reference`` (both normalised), and whether the
-    hypothesis degenerated into a loop."""
+def score(reference: str, heard: str, *, strict: bool = False) -> tuple[WordErrors, bool]:
+    """Errors of ``heard`` against ``reference`` (both normalised, spacing joined unless
+    ``strict``), and whether the hypothesis degenerated into a loop.  The reference's
+    word count is taken before joining: a spelt ``m i s d n`` heard as ``misdn`` is five
+    words right."""
     ref, hyp = normalize_text(reference).split(), normalize_text(heard).split()
-    return word_errors(ref, hyp), _degenerate(hyp, ref)
+    joined_ref, joined_hyp = (ref, hyp) if strict else join_spacing(ref, hyp)
+    errors = replace(word_errors(joined_ref, joined_hyp), reference_words=len(ref))
+    return errors, _degenerate(hyp, ref)
 
 
 def _totals(rows: Sequence[dict[str, Any]], totals: WordErrors) -> dict[str, Any]:
+    strict = sum_errors(score(r["reference"], r["heard"], strict=True)[0] for r in rows)
     return {
+        "wer_strict": strict.wer,
         "recordings": len(rows), "reference_words": totals.reference_words,
         "substitutions": totals.substitutions, "deletions": totals.deletions,
         "insertions": totals.insertions, "wer": totals.wer,

@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.bench_accuracy_stacks import load_stack, parse_overrides, served_config_text
-from server.bench_accuracy_text import WordErrors, normalize_text, sum_errors, word_errors
+from server.bench_accuracy_text import (
+    WordErrors,
+    join_spacing,
+    normalize_text,
+    sum_errors,
+    word_errors,
+)
 from server.bench_accuracy_wer import rescore, score
 from server.speechdata import (
     APT_INSTALL,
@@ -53,6 +59,8 @@ WORDS = st.lists(st.sampled_from(["yes", "no", "card", "four", "2", "the", "bala
     ("Mr. John", "mister john"),
     ("Call-Forward on Busy", "call forward on busy"),
     ("OK", "okay"),
+    ("Represenatives witheld", "representatives withheld"),
+    ("zed", "z"),
     ("the 18th", "the eighteenth"),
     ("21st and 100th", "2 0 first and hundredth"),
     ("twenty-first", "2 0 first"),
@@ -217,3 +225,36 @@ def test_scores_and_rescoring_from_the_texts() -> None:
     assert (result["reference_words"], result["deletions"], result["wer"]) == (3, 1, 1 / 3)
     assert result["rows"][0]["errors"] == 0 and not result["rows"][0]["degenerate"]
     assert (result["empty"], result["sentences_wrong"], result["wall_s"]) == (1, 1, 1.0)
+
+
+@pytest.mark.parametrize(("reference", "heard", "joined_ref", "joined_hyp"), [
+    ("touchtone keypad", "touch tone keypad", "touchtone keypad", "touchtone keypad"),
+    ("touch tone", "touchtone", "touchtone", "touchtone"),
+    ("M I S D N", "misdn", "misdn", "misdn"),
+    ("press 1 2", "press 12", "press 1 2", "press 1 2"),  # digits are never joined
+    ("voice mail box", "voicemail box", "voicemail box", "voicemail box"),
+    ("in valid choice", "invalid choice", "invalid choice", "invalid choice"),
+    ("a b", "c", "a b", "c"),
+])
+def test_join_spacing(reference: str, heard: str, joined_ref: str, joined_hyp: str) -> None:
+    ref, hyp = join_spacing(normalize_text(reference).split(), normalize_text(heard).split())
+    assert (" ".join(ref), " ".join(hyp)) == (joined_ref, joined_hyp)
+
+
+@given(st.lists(st.sampled_from(["a", "b", "ab", "1", "2", "12", "abc"]), max_size=12))
+def test_join_spacing_of_equal_texts_keeps_them_equal(words: list[str]) -> None:
+    ref, hyp = join_spacing(words, words)
+    assert ref == hyp and word_errors(ref, hyp).errors == 0
+
+
+def test_spacing_equivalence_keeps_the_reference_word_count() -> None:
+    errors, _ = score("M I S D N", "misdn")
+    assert (errors.errors, errors.reference_words) == (0, 5)
+    strict, _ = score("M I S D N", "misdn", strict=True)
+    assert (strict.errors, strict.reference_words) == (5, 5)
+    errors, _ = score("touchtone", "touch tone")
+    assert (errors.errors, errors.reference_words) == (0, 1)
+    result = rescore({"rows": [{"id": "a", "reference": "file name", "heard": "filename",
+                                "utterances": 1, "words": 2, "errors": 2,
+                                "degenerate": False}]})
+    assert (result["wer"], result["wer_strict"]) == (0.0, 1.0)
