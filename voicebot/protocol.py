@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, TypeAlias
 
-from voicebot.engines.base import EntityValue
 from voicebot.errors import ProtocolError, UnsupportedAudioError
 from voicebot.jsonsafe import has_lone_surrogate, load_json, replace_unsafe_chars, shown
+from voicebot.types import EntityValue
 
 __all__ = [
     "MAX_CLOSE_REASON_BYTES",

@@ -41,11 +41,11 @@ from voicebot.commands import (
 )
 from voicebot.dialog.engine import DialogEngine, EndCall, Prompt, UserInput, WebhookRequest
 from voicebot.dialog.scenario import Scenario
-from voicebot.engines.base import EntityValue, IntentResult, Pcm, Transcript
 from voicebot.errors import ProtocolError
 from voicebot.nlu.entities import digits_from_dtmf, extract_entities
 from voicebot.playback import Playback, mark_name, parse_mark
 from voicebot.text import split_sentences
+from voicebot.types import EntityValue, IntentResult, Pcm, Transcript
 from voicebot.vad.endpointer import (
     EndpointConfig,
     Endpointer,

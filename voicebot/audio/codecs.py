@@ -19,8 +19,8 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
-from voicebot.engines.base import Pcm
 from voicebot.errors import ConfigError, ProtocolError
+from voicebot.types import Pcm
 
 __all__ = [
     "AudioEncoding",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from voicebot.engines.base import Pcm
 from voicebot.errors import ConfigError
+from voicebot.types import Pcm
 
 __all__ = ["Framer", "split_frames"]
 

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from voicebot.engines.base import Pcm
 from voicebot.errors import ConfigError, EngineError
+from voicebot.types import Pcm
 
 __all__ = ["StreamResampler", "resample"]
 

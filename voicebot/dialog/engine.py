@@ -28,8 +28,8 @@ from voicebot.dialog.scenario import (
     Transfer,
     Webhook,
 )
-from voicebot.engines.base import EntityValue
 from voicebot.errors import DialogError
+from voicebot.types import EntityValue
 
 __all__ = [
     "DEFAULT_REPROMPT",

@@ -14,11 +14,12 @@ Conventions shared by every engine:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+from voicebot.types import EntityValue, IntentResult, Pcm, Transcript
 
 __all__ = [
     "EntityValue",
@@ -33,33 +34,6 @@ __all__ = [
     "Transcript",
     "TranscriptionStream",
 ]
-
-Pcm: TypeAlias = npt.NDArray[np.int16]
-"""Mono 16-bit PCM samples."""
-
-EntityValue: TypeAlias = str | int | bool
-
-
-@dataclass(frozen=True, slots=True)
-class Transcript:
-    """A finished transcription of one utterance."""
-
-    text: str
-    confidence: float | None = None
-    audio_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class IntentResult:
-    """The best intent for a text, with its confidence in [0, 1].
-
-    ``scores`` holds every intent's score, best first.
-    """
-
-    intent: str
-    confidence: float
-    scores: tuple[tuple[str, float], ...] = field(default=())
-
 
 class SpeechDetectorStream(Protocol):
     """Per-call voice activity detector state (e.g. Silero's RNN state)."""

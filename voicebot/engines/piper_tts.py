@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from voicebot.engines.base import Pcm
-from voicebot.engines.onnx_session import open_session
 from voicebot.errors import ConfigError, EngineError, EngineUnavailableError
+from voicebot.ort_session import open_session
 
 __all__ = ["PiperSynthesizer"]
 

@@ -50,8 +50,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from voicebot.engines.base import IntentResult
 from voicebot.errors import EngineError
+from voicebot.types import IntentResult
 
 __all__ = [
     "EmbeddingIntentClassifier",

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from voicebot.engines.onnx_session import open_session
 from voicebot.errors import EngineError, EngineUnavailableError
+from voicebot.ort_session import open_session
 
 __all__ = ["MAX_TOKENS", "MiniLmEmbedder"]
 

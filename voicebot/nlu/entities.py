@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from voicebot.engines.base import EntityValue
+from voicebot.types import EntityValue
 
 __all__ = ["digits_from_dtmf", "extract_entities", "parse_cardinal"]
 

@@ -37,8 +37,8 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from voicebot.engines.base import Pcm
 from voicebot.errors import ConfigError
+from voicebot.types import Pcm
 
 __all__ = [
     "EndpointConfig",

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voicebot.engines.base import Pcm
-from voicebot.engines.onnx_session import open_session
 from voicebot.errors import ConfigError, EngineError, EngineUnavailableError
+from voicebot.ort_session import open_session
+from voicebot.types import Pcm
 
 __all__ = ["SileroSpeechDetector", "SileroStream", "default_model_path"]
 
