@@ -1,0 +1,82 @@
+"""Setting up one call from its ``start`` message: the parts a Session routes between.
+
+:func:`open_call` checks the scenario asked for and builds, at the call's
+encoding and rate, the audio front (resampler), the turn taking (endpointer with
+the scenario's endpointing), the replies and the dialog.  Pure: nothing here
+runs a model or does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from voicebot import protocol as p
+from voicebot.audio.codecs import AudioEncoding, frame_bytes
+from voicebot.audio.resample import StreamResampler
+from voicebot.dialog.engine import DialogEngine
+from voicebot.dialog.scenario import Scenario
+from voicebot.errors import ProtocolError
+from voicebot.session_replies import Replies
+from voicebot.session_turns import TurnTaking
+from voicebot.vad.endpointer import EndpointConfig, Endpointer
+
+__all__ = ["CallParts", "SessionConfig", "open_call"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Defaults for every call; a scenario's ``settings`` override per call."""
+
+    default_scenario: str = "bank_card"
+    asr_rate_hz: int = 16_000
+    vad_window_samples: int = 512
+    frame_ms: int = 20
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    speculative_asr_ms: int = 0
+    """Start the final ASR after this much silence, before the endpoint (0: off)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallParts:
+    """What a call is made of once it has started."""
+
+    scenario: Scenario
+    dialog: DialogEngine
+    encoding: AudioEncoding
+    rate_hz: int
+    resampler: StreamResampler
+    listening: TurnTaking
+    replies: Replies
+
+
+def open_call(message: p.Start, *, scenarios: Mapping[str, Scenario], config: SessionConfig,
+              marks: bool) -> CallParts:
+    """The parts of the call ``message`` starts; a ProtocolError for an unknown scenario."""
+    name = message.scenario or config.default_scenario
+    scenario = scenarios.get(name)
+    if scenario is None:
+        raise ProtocolError(
+            f"unknown scenario {name!r}; this server has {', '.join(sorted(scenarios))}",
+            close_code=p.CloseCode.UNKNOWN_SCENARIO,
+        )
+    encoding, rate_hz = AudioEncoding(message.encoding), message.sample_rate_hz
+    settings = scenario.settings
+    endpointer = Endpointer(
+        config.endpoint.updated(settings.endpointing),
+        sample_rate_hz=config.asr_rate_hz,
+        window_samples=config.vad_window_samples,
+    )
+    listening = TurnTaking(
+        endpointer, asr_rate_hz=config.asr_rate_hz,
+        barge_in_samples=settings.barge_in_min_ms * config.asr_rate_hz // 1000,
+        speculate_samples=config.speculative_asr_ms * config.asr_rate_hz // 1000,
+        domain_for=scenario.asr_domain,
+    )  # fmt: skip
+    replies = Replies(encoding=encoding, rate_hz=rate_hz, marks=marks,
+                      frame_bytes=frame_bytes(encoding, rate_hz, config.frame_ms))
+    return CallParts(
+        scenario=scenario, dialog=DialogEngine(scenario), encoding=encoding, rate_hz=rate_hz,
+        resampler=StreamResampler(in_rate_hz=rate_hz, out_rate_hz=config.asr_rate_hz),
+        listening=listening, replies=replies,
+    )  # fmt: skip
