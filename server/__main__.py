@@ -1,4 +1,4 @@
-from server.cli import main
+from .cli import main
 
 __all__ = ["main"]
 

@@ -25,38 +25,40 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from server.admission import Admission, AdmissionConfig
-from server.auth import (
+from voicebot.dialog.loader import load_scenarios
+from voicebot.dialog.scenario import Scenario
+from voicebot.engines.base import SpeechDetector
+from voicebot.engines.engine_set import EngineSet
+from voicebot.engines.registry import EngineOptions, build_engine, build_engine_set
+from voicebot.errors import ConfigError
+from voicebot.jobs import CallJobs
+from voicebot.jsonsafe import load_json
+from voicebot.protocol import CloseCode, ErrorEvent, close_reason, encode_server_event
+from voicebot.session import Session, SessionConfig
+from voicebot.telephony import NATIVE, codec_for, detect_provider
+
+from .admission import Admission, AdmissionConfig
+from .auth import (
     Decision,
     check_exposure,
     make_rate_limiter,
 )
-from server.cell_worker import CellSpec
-from server.cells import CellFailed, CellPool
-from server.config import ServerConfig
-from server.gate import Gate, peer
-from server.limits import CallLimits
-from server.metrics import Metrics
-from server.runners import CellRunner, JobRunner, LocalRunner, VadRunner
-from server.runtime import CallRuntime
-from server.stacks import describe_models, ensure_models, stack_label
-from server.transports import (
+from .cell_worker import CellSpec
+from .cells import CellFailed, CellPool
+from .config import ServerConfig
+from .gate import Gate, peer
+from .limits import CallLimits
+from .metrics import Metrics
+from .runners import CellRunner, JobRunner, LocalRunner, VadRunner
+from .runtime import CallRuntime
+from .stacks import describe_models, ensure_models, stack_label
+from .transports import (
     SUBPROTOCOLS,
     NativeTransport,
     ProviderTransport,
     Transport,
     provider_for_path,
 )
-from voicebot.dialog.loader import load_scenarios
-from voicebot.dialog.scenario import Scenario
-from voicebot.engines.base import SpeechDetector
-from voicebot.engines.registry import EngineOptions, build_engine, build_engine_set
-from voicebot.errors import ConfigError
-from voicebot.jobs import CallJobs, EngineSet
-from voicebot.jsonsafe import load_json
-from voicebot.protocol import CloseCode, ErrorEvent, close_reason, encode_server_event
-from voicebot.session import Session, SessionConfig
-from voicebot.telephony import NATIVE, codec_for, detect_provider
 
 __all__ = ["App", "load_app"]
 

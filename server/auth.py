@@ -31,7 +31,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs
 
-from server.auth_config import (
+from voicebot.errors import ConfigError
+
+from .auth_config import (
     MIN_SECRET_CHARS,
     EndpointAuth,
     check_mapping,
@@ -40,7 +42,7 @@ from server.auth_config import (
     parse_secrets,
     parse_token_keys,
 )
-from server.auth_schemes import (
+from .auth_schemes import (
     Secret,
     SigningKey,
     any_match,
@@ -51,7 +53,7 @@ from server.auth_schemes import (
     verify_hs256_jwt,
     verify_token,
 )
-from server.netpolicy import (
+from .netpolicy import (
     NETWORK_KEYS,
     HandshakeRequest,
     IPAddress,
@@ -62,7 +64,6 @@ from server.netpolicy import (
     parse_ip,
     parse_network_policy,
 )
-from voicebot.errors import ConfigError
 
 __all__ = [
     "DETECT",

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
 
-from server.auth import DETECT, endpoint_for_path
-from server.auth_config import MIN_SECRET_CHARS
-from server.auth_schemes import mint_token
 from voicebot.errors import ConfigError
+
+from .auth import DETECT, endpoint_for_path
+from .auth_config import MIN_SECRET_CHARS
+from .auth_schemes import mint_token
 
 __all__ = ["DEFAULT_KEY_ENV", "register", "run"]
 

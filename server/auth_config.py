@@ -16,9 +16,10 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.auth_schemes import KEY_ID_PATTERN, BasicCredential, Secret, SigningKey
-from server.netpolicy import IPNetwork, parse_networks
 from voicebot.errors import ConfigError
+
+from .auth_schemes import KEY_ID_PATTERN, BasicCredential, Secret, SigningKey
+from .netpolicy import IPNetwork, parse_networks
 
 __all__ = [
     "MIN_SECRET_CHARS",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from server.netpolicy import HandshakeRequest, NetworkPolicy, public_host
+from .netpolicy import HandshakeRequest, NetworkPolicy, public_host
 
 __all__ = [
     "KEY_ID_PATTERN",

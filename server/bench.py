@@ -22,7 +22,7 @@ from typing import Any
 
 from websockets.exceptions import InvalidStatus
 
-from server.client import CallerTurn, CallOptions, TurnReport, place_call, prepare_turns
+from .client import CallerTurn, CallOptions, TurnReport, place_call, prepare_turns
 
 __all__ = ["DEMO_CALLS", "OUT_OF_DOMAIN", "PHRASINGS", "run_bench"]
 

@@ -32,8 +32,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from server.bench import OUT_OF_DOMAIN, PHRASINGS, _cpu_model
-from server.bench_accuracy_calls import (
+from voicebot.engines.base import Pcm
+from voicebot.engines.registry import EngineOptions, build_engine
+
+from .bench import OUT_OF_DOMAIN, PHRASINGS, _cpu_model
+from .bench_accuracy_calls import (
     CardCall,
     card_calls,
     intent_calls,
@@ -41,19 +44,17 @@ from server.bench_accuracy_calls import (
     serve,
     speak,
 )
-from server.bench_accuracy_report import render_markdown
-from server.bench_accuracy_stacks import (
+from .bench_accuracy_report import render_markdown
+from .bench_accuracy_stacks import (
     Stack,
     endpoint_config,
     load_stack,
     parse_overrides,
     served_config_text,
 )
-from server.bench_accuracy_wer import LINE, phone_line_frames, rescore, run_wer, transcribe
-from server.config import REPO_ROOT, load_config
-from server.speechdata import Recording, asterisk_prompts, librivox_clips
-from voicebot.engines.base import Pcm
-from voicebot.engines.registry import EngineOptions, build_engine
+from .bench_accuracy_wer import LINE, phone_line_frames, rescore, run_wer, transcribe
+from .config import REPO_ROOT, load_config
+from .speechdata import Recording, asterisk_prompts, librivox_clips
 
 __all__ = ["DEFAULT_STACKS", "MEASURES", "main", "register", "run", "run_accuracy_bench"]
 

@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 from websockets.exceptions import InvalidStatus
 
-from server.bench_accuracy_wer import LINE, CallerLine
-from server.client import CallerTurn, CallOptions, TurnReport, place_call
-from server.speechdata import asterisk_digit, read_wav, trim_silence
 from voicebot.audio.resample import resample
 from voicebot.engines.base import Pcm, Synthesizer
+
+from .bench_accuracy_wer import LINE, CallerLine
+from .client import CallerTurn, CallOptions, TurnReport, place_call
+from .speechdata import asterisk_digit, read_wav, trim_silence
 
 __all__ = ["CardCall", "ServedStack", "card_calls", "intent_calls", "make_cards", "serve"]
 
@@ -79,7 +80,7 @@ def serve(config: Path, *, work_dir: Path, port: int, cpu: int | None,
     block ends (SIGTERM, then SIGKILL); its log in ``work_dir/server.log``.  Admission
     is widened (``dialogs`` per core, no SLO refusals): accuracy does not depend on it."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "server", "serve", "--config", str(config),
+    command = [sys.executable, "-m", __package__ or "server", "serve", "--config", str(config),
                "--port", str(port), "--dialogs-per-core", str(dialogs), "--slo-p95-ms", "1e9"]
     if cpu is not None:
         if shutil.which("taskset") is None:

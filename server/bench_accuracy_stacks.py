@@ -20,19 +20,21 @@ from typing import Any
 
 import yaml
 
-from server.config import REPO_ROOT, ServerConfig, load_config
 from voicebot.dialog.loader import load_scenario
 from voicebot.dialog.scenario import Scenario
 from voicebot.engines.registry import EngineOptions, build_engine
 from voicebot.errors import ConfigError
 from voicebot.vad.endpointer import EndpointConfig
 
+from .config import ServerConfig, load_config
+from .paths import default_configs_dir
+
 __all__ = ["CONFIGS_DIR", "Stack", "endpoint_config", "load_stack", "parse_overrides",
            "served_config_text"]
 
 log = logging.getLogger(__name__)
 
-CONFIGS_DIR = REPO_ROOT / "server" / "configs"
+CONFIGS_DIR = default_configs_dir()
 _PATH_KEYS = ("scenarios_dir", "models_dir", "manifest", "tls_cert_file", "tls_key_file")
 _MODEL_KEYS = ("model", "voice", "model_path")
 

@@ -29,14 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from server.bench_accuracy_text import (
-    WordErrors,
-    join_spacing,
-    normalize_text,
-    sum_errors,
-    word_errors,
-)
-from server.speechdata import Recording, read_wav
 from voicebot.audio.codecs import AudioEncoding, decode, encode, frame_bytes
 from voicebot.audio.framer import Framer, split_frames
 from voicebot.audio.resample import StreamResampler, resample
@@ -48,6 +40,15 @@ from voicebot.vad.endpointer import (
     SpeechEnded,
     SpeechStarted,
 )
+
+from .bench_accuracy_text import (
+    WordErrors,
+    join_spacing,
+    normalize_text,
+    sum_errors,
+    word_errors,
+)
+from .speechdata import Recording, read_wav
 
 __all__ = ["LINE", "CallerLine", "HeardUtterances", "phone_line_frames", "rescore", "run_wer",
            "score", "transcribe"]

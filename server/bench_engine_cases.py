@@ -11,22 +11,33 @@ import ctypes
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BOT_REPLIES", "CALLER_UTTERANCES", "CASES", "EngineCase", "Inputs", "Unavailable"]
+from .bench_engine_kit import (
+    SAMPLE_RATE_HZ,
+    EngineCase,
+    Inputs,
+    Params,
+    Pcm,
+    Unavailable,
+    audio_seconds,
+    chunks,
+    ort_session,
+    paired,
+    result_row,
+    rss_mb,
+)
+from .paths import default_scenarios_dir
+
+__all__ = ["BOT_REPLIES", "CALLER_UTTERANCES", "CASES"]
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = REPO_ROOT / "scenarios" / "bank_card.yaml"
-SAMPLE_RATE_HZ = 16_000
-CHUNK_SAMPLES = 512  # the server feeds VAD and ASR 32 ms windows
+SCENARIO = default_scenarios_dir() / "bank_card.yaml"
 _PKG = "voicebot.engines."
 CALLER_UTTERANCES = (
     "I lost my card yesterday, can you block it please",  # about 3 s
@@ -38,107 +49,17 @@ BOT_REPLIES = (
     "Your card is now blocked. A new card will arrive within five working days.",
 )
 
-Pcm = npt.NDArray[np.int16]
-Params = Mapping[str, Any]
-
-
-class Unavailable(Exception):
-    """A case cannot run here (model missing): reported, not an error."""
-
-
-@dataclass(frozen=True, slots=True)
-class Inputs:
-    caller: tuple[tuple[str, Pcm], ...]  # (text, 16 kHz PCM); TTS gets BOT_REPLIES
-    quick: bool
-    params: Params = field(default_factory=dict)
-
-    def reps(self, full: int) -> int:
-        return 1 if self.quick else full
-
-
-@dataclass(frozen=True, slots=True)
-class EngineCase:
-    """One row: ``prepare`` runs in the parent (e.g. builds a model), ``measure`` in a child."""
-
-    name: str
-    engine: str
-    module: str  # must be importable, else the row is "not available"
-    measure: Callable[[Inputs], dict[str, Any]]
-    prepare: Callable[[Path, Path, Params], Params] | None = None
-    options: Params = field(default_factory=dict)
-
-
-def _rss_mb() -> float:
-    status = Path("/proc/self/status").read_text().splitlines()
-    return next(int(ln.split()[1]) / 1024.0 for ln in status if ln.startswith("VmRSS:"))
-
-
-def _paired(call: Callable[[Any], Any], items: Sequence[Any], raw: Callable[[Any], Any],
-            raw_items: Sequence[Any], reps: int) -> tuple[list[float], list[float]]:
-    """Seconds of ``call(item)`` and ``raw(raw_item)``, alternating (load hits both alike)."""
-    times: tuple[list[float], list[float]] = ([], [])
-    for pair in [pair for _ in range(reps) for pair in zip(items, raw_items, strict=True)]:
-        for function, item, out in zip((call, raw), pair, times, strict=True):
-            start = time.perf_counter()
-            function(item)
-            out.append(time.perf_counter() - start)
-    return times
-
-
-def _result(
-    *, model: str, synthetic: bool, unit: str, rss_mb: float, times_s: Sequence[float], raw: str,
-    raw_times_s: Sequence[float], audio_s: float | None = None, compute_s: float | None = None,
-    raw_compute_s: float | None = None, notes: Sequence[str] = (),
-) -> dict[str, Any]:  # fmt: skip
-    """A case's row; compute defaults to the summed latencies; overhead: median paired ratio."""
-    p50, p95 = (float(np.percentile(times_s, q)) * 1000.0 for q in (50, 95))
-    row: dict[str, Any] = {
-        "model": model, "synthetic": synthetic, "threads": 1, "unit": unit, "n": len(times_s),
-        "p50_ms": p50, "p95_ms": p95, "rss_mb": rss_mb, "raw": raw, "notes": list(notes),
-        "rtf": (compute_s or sum(times_s)) / audio_s if audio_s else None,
-        "raw_p50_ms": None, "raw_p95_ms": None, "raw_rtf": None, "overhead": None,
-    }  # fmt: skip
-    if raw_times_s:
-        raw_p50, raw_p95 = (float(np.percentile(raw_times_s, q)) * 1000.0 for q in (50, 95))
-        ratios = np.asarray(times_s) / np.asarray(raw_times_s)
-        row.update(raw_p50_ms=raw_p50, raw_p95_ms=raw_p95, overhead=float(np.median(ratios)))
-        row["raw_rtf"] = (raw_compute_s or sum(raw_times_s)) / audio_s if audio_s else None
-        row["notes"] += [f"raw RTF {row['raw_rtf']:.3g}"] if row["raw_rtf"] else []
-    return row
-
-
-def _ort_session(path: Path) -> Any:
-    """An onnxruntime session set up like voicebot's: 1 thread, sequential, no spinning."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def _seconds(caller: Sequence[tuple[str, Pcm]]) -> float:
-    return sum(len(pcm) for _, pcm in caller) / SAMPLE_RATE_HZ
-
-
-def _chunks(pcm: Pcm) -> list[Pcm]:
-    return [pcm[i : i + CHUNK_SAMPLES] for i in range(0, len(pcm), CHUNK_SAMPLES)]
-
-
 def _measure_silero(inp: Inputs) -> dict[str, Any]:
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     from voicebot.vad.silero import SileroSpeechDetector
 
     detector = SileroSpeechDetector(threads=1)
     stream, size = detector.open_stream(), detector.window_samples
-    windows = [w for _, pcm in inp.caller for w in _chunks(pcm) if len(w) == size]
+    windows = [w for _, pcm in inp.caller for w in chunks(pcm) if len(w) == size]
     stream.probabilities(windows[0])
-    rss = _rss_mb() - rss0
+    rss = rss_mb() - rss0
     reps = inp.reps(5)
-    session = _ort_session(detector.model_path)
+    session = ort_session(detector.model_path)
     rows, context = [], np.zeros(64, dtype=np.float32)
     for window in windows:  # the adapter's input rows: 64 samples of context + the window
         samples = window.astype(np.float32) / 32768.0
@@ -149,8 +70,8 @@ def _measure_silero(inp: Inputs) -> dict[str, Any]:
     def raw(row: Any) -> None:
         _, state["h"], state["c"] = session.run(None, {"input": row, **state})
 
-    times, raw_times = _paired(stream.probabilities, windows, raw, rows, reps)
-    return _result(
+    times, raw_times = paired(stream.probabilities, windows, raw, rows, reps)
+    return result_row(
         model="Silero VAD v6", synthetic=False, unit="one 512-sample window (32 ms)",
         rss_mb=rss, times_s=times, audio_s=reps * len(windows) * size / SAMPLE_RATE_HZ,
         raw="InferenceSession.run on the same [1, 576] rows and LSTM state", raw_times_s=raw_times,
@@ -162,7 +83,7 @@ def _measure_pocketsphinx(inp: Inputs) -> dict[str, Any]:
 
     scenario = load_scenario(SCENARIO)  # before rss0: not part of the engine
     domain, domains = scenario.asr_domain(), scenario.asr_domains()
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     from voicebot.engines.pocketsphinx_asr import PocketsphinxTranscriber
 
     asr = PocketsphinxTranscriber()
@@ -178,9 +99,9 @@ def _measure_pocketsphinx(inp: Inputs) -> dict[str, Any]:
         text = stream.finish().text
         return time.perf_counter() - start, time.process_time() - cpu, text
 
-    utterances = [_chunks(pcm) for _, pcm in inp.caller]
+    utterances = [chunks(pcm) for _, pcm in inp.caller]
     adapter(utterances[0])
-    rss = _rss_mb() - rss0
+    rss = rss_mb() - rss0
     reps = inp.reps(10)
     # Raw: the adapter's pooled decoder (same LM, search) fed the same noise-mixed audio.
     pooled, noise = getattr(asr, "_free", {}).get(False) or [], getattr(asr, "_noise", None)
@@ -198,16 +119,16 @@ def _measure_pocketsphinx(inp: Inputs) -> dict[str, Any]:
     mixed = [pcm if noise is None else np.clip(
         pcm + noise[np.arange(len(pcm)) % len(noise)].astype(np.int32), -32768, 32767
     ).astype(np.int16) for _, pcm in inp.caller]  # fmt: skip
-    data = [[part.tobytes() for part in _chunks(pcm)] for pcm in mixed]
+    data = [[part.tobytes() for part in chunks(pcm)] for pcm in mixed]
     pairs = [(adapter(parts), raw(chunks) if pooled else None)
              for _ in range(reps) for parts, chunks in zip(utterances, data, strict=True)]
     runs, raw_runs = [a for a, _ in pairs], [r for _, r in pairs if r is not None]
     heard = "; ".join(f"{t!r} -> {r[2]!r}" for (t, _), r in zip(inp.caller, runs, strict=False))
-    return _result(
+    return result_row(
         model="en-us acoustic model + bank_card trigram LM", synthetic=False,
         unit="finish() after feeding the utterance in 512-sample chunks", rss_mb=rss,
         times_s=[r[0] for r in runs], compute_s=sum(r[1] for r in runs),
-        audio_s=reps * _seconds(inp.caller), raw_times_s=[r[0] for r in raw_runs],
+        audio_s=reps * audio_seconds(inp.caller), raw_times_s=[r[0] for r in raw_runs],
         raw_compute_s=sum(r[1] for r in raw_runs),
         raw="the adapter's pooled Decoder: start_utt, process_raw per chunk, end_utt + hyp",
         notes=["RTF = process CPU time of feed() + finish() per audio second", f"heard: {heard}"],
@@ -215,7 +136,7 @@ def _measure_pocketsphinx(inp: Inputs) -> dict[str, Any]:
 
 
 def _prepare_minilm(models_dir: Path, _voices_dir: Path, options: Params) -> Params:
-    from voicebot.nlu.onnx_graph import build_models
+    from voicebot.nlu.model_cache import build_models
 
     paths = build_models(models_dir)  # here, so that no build shows in the child's RSS
     model = paths.int8_model if options["precision"] == "int8" else paths.fp32_model
@@ -225,25 +146,25 @@ def _prepare_minilm(models_dir: Path, _voices_dir: Path, options: Params) -> Par
 def _measure_minilm(inp: Inputs) -> dict[str, Any]:
     model, tokenizer_path = Path(inp.params["model"]), Path(inp.params["tokenizer"])
     texts = [text for text, _ in inp.caller]
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     from tokenizers import Tokenizer
 
     from voicebot.nlu.embedder import MAX_TOKENS, MiniLmEmbedder
 
     embedder = MiniLmEmbedder(model_path=model, tokenizer_path=tokenizer_path, threads=1)
     embedder.embed(texts[:1])
-    rss = _rss_mb() - rss0
+    rss = rss_mb() - rss0
     reps = inp.reps(60)
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_padding()  # as the embedder: one text, no padding
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
     ids = [np.asarray([tokenizer.encode(text).ids], dtype=np.int64) for text in texts]
     feeds = [{"input_ids": i, "attention_mask": np.ones_like(i)} for i in ids]
-    session = _ort_session(model)
+    session = ort_session(model)
     session.run(["sentence_embedding"], feeds[0])
-    times, raw_times = _paired(lambda text: embedder.embed([text]), texts,
+    times, raw_times = paired(lambda text: embedder.embed([text]), texts,
                                lambda feed: session.run(None, feed), feeds, reps)  # fmt: skip
-    return _result(
+    return result_row(
         model=f"MiniLM-L6 {inp.params['precision']}", synthetic=False,
         unit="embed() of one caller utterance, tokenizing included", rss_mb=rss,
         times_s=times, raw="InferenceSession.run on the same token ids",
@@ -252,12 +173,12 @@ def _measure_minilm(inp: Inputs) -> dict[str, Any]:
 
 
 def _measure_espeak(inp: Inputs) -> dict[str, Any]:
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     from voicebot.engines import espeak_tts
 
     synth = espeak_tts.EspeakSynthesizer()
     synth.synthesize(BOT_REPLIES[0])
-    rss = _rss_mb() - rss0
+    rss = rss_mb() - rss0
     reps, samples = inp.reps(10), []
     # Raw: espeak_Synth on the library the adapter loaded, with the voice and rate it set.
     runtime: Any = getattr(espeak_tts, "_runtime", None)
@@ -271,10 +192,10 @@ def _measure_espeak(inp: Inputs) -> dict[str, Any]:
             runtime.chunks = []
 
     buffers = [ctypes.create_string_buffer(t.encode() + b"\0") for t in BOT_REPLIES]
-    times, raw_times = _paired(
+    times, raw_times = paired(
         lambda text: samples.append(len(synth.synthesize(text))), BOT_REPLIES, raw, buffers, reps
     )
-    return _result(
+    return result_row(
         model=f"espeak-ng en-us {synth.rate_wpm} wpm", synthetic=False,
         unit="synthesize() of one bot reply", rss_mb=rss, times_s=times,
         audio_s=sum(samples) / synth.sample_rate_hz, raw_times_s=raw_times,
@@ -334,7 +255,7 @@ def _measure_whisper(inp: Inputs) -> dict[str, Any]:
     scenario = load_scenario(SCENARIO)
     domain, phrases = scenario.asr_domain(), scenario.asr_domains()[scenario.asr_domain()]
     model, window = Path(inp.params["model"]), inp.params["window"]
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     from voicebot.engines.whisper_asr import WhisperTranscriber
 
     asr = WhisperTranscriber(model=model, threads=1, encoder_window=window)
@@ -342,7 +263,7 @@ def _measure_whisper(inp: Inputs) -> dict[str, Any]:
 
     def adapter(pcm: Pcm) -> tuple[float, int]:  # finish() seconds, tokens decoded
         stream = asr.open_stream(domain=domain)
-        for part in _chunks(pcm):
+        for part in chunks(pcm):
             stream.feed(part)
         start = time.perf_counter()
         stream.finish()
@@ -350,7 +271,7 @@ def _measure_whisper(inp: Inputs) -> dict[str, Any]:
         return seconds, decoded.tokens if decoded is not None else 0
 
     first = adapter(inp.caller[0][1])
-    rss = _rss_mb() - rss0
+    rss = rss_mb() - rss0
     raw = _raw_whisper(model, window, asr.domain_prompt(domain), asr.synthetic)
     raw(inp.caller[0][1].astype(np.float32) / 32768.0, first[1])  # warm-up, as the adapter
     runs, raw_runs, reps = [], [], inp.reps(3)
@@ -359,10 +280,10 @@ def _measure_whisper(inp: Inputs) -> dict[str, Any]:
         start = time.perf_counter()
         tokens = raw(pcm.astype(np.float32) / 32768.0, runs[-1][1])
         raw_runs.append((time.perf_counter() - start, tokens))
-    return _result(
+    return result_row(
         model=f"whisper-{inp.params['size']} int8, {window} window", synthetic=asr.synthetic,
         unit="finish() of an utterance (the whole decode)", times_s=[r[0] for r in runs],
-        rss_mb=rss, audio_s=reps * _seconds(inp.caller), raw_times_s=[t for t, _ in raw_runs],
+        rss_mb=rss, audio_s=reps * audio_seconds(inp.caller), raw_times_s=[t for t, _ in raw_runs],
         raw=("WhisperModel.transcribe" if window == "30s" else "log-mel features + CTranslate2 "
              "encode + generate") + ", same settings and token budget",
         notes=[f"tokens decoded, adapter / raw: {sum(r[1] for r in runs)} / "
@@ -379,12 +300,12 @@ def _prepare_piper(_models_dir: Path, voices_dir: Path, options: Params) -> Para
 
 def _measure_piper(inp: Inputs) -> dict[str, Any]:
     voice_path = Path(inp.params["voice_path"])
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     from voicebot.engines.piper_tts import PiperSynthesizer
 
     tts = PiperSynthesizer(voice_path=voice_path, threads=1)
     tts.synthesize(BOT_REPLIES[0])
-    rss = _rss_mb() - rss0
+    rss = rss_mb() - rss0
     reps, samples = inp.reps(5), []
     inference = json.loads(Path(f"{voice_path}.json").read_text())["inference"]
     scales = np.asarray([inference[k] for k in ("noise_scale", "length_scale", "noise_w")])
@@ -393,13 +314,13 @@ def _measure_piper(inp: Inputs) -> dict[str, Any]:
           "scales": scales.astype(np.float32)} for ids in tts.phoneme_ids(text)]
         for text in BOT_REPLIES
     ]  # fmt: skip
-    session = _ort_session(voice_path)
+    session = ort_session(voice_path)
     session.run(None, feeds[0][0])  # warm-up, as the adapter's
-    times, raw_times = _paired(
+    times, raw_times = paired(
         lambda text: samples.append(len(tts.synthesize(text))), BOT_REPLIES,
         lambda sentences: [session.run(None, feed) for feed in sentences], feeds, reps,
     )  # fmt: skip
-    return _result(
+    return result_row(
         model=voice_path.stem, synthetic=tts.synthetic, unit="synthesize() of one bot reply",
         rss_mb=rss, times_s=times, raw_times_s=raw_times,
         audio_s=sum(samples) / tts.sample_rate_hz,

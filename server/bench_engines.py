@@ -31,22 +31,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from server.bench_engine_cases import (
-    BOT_REPLIES,
-    CALLER_UTTERANCES,
-    CASES,
-    EngineCase,
-    Inputs,
-    Unavailable,
-)
 from voicebot.errors import ConfigError, EngineUnavailableError
+
+from .bench_engine_cases import BOT_REPLIES, CALLER_UTTERANCES, CASES
+from .bench_engine_kit import EngineCase, Inputs, Unavailable
+from .paths import default_scenarios_dir
 
 __all__ = ["BOT_REPLIES", "CALLER_UTTERANCES", "CASES", "EngineCase", "main", "run_engine_bench"]
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = REPO_ROOT / "scenarios" / "bank_card.yaml"
+SCENARIO = default_scenarios_dir() / "bank_card.yaml"
 SAMPLE_RATE_HZ = 16_000
 CHUNK_SAMPLES = 512  # the server feeds VAD and ASR 32 ms windows
 _RESULT_PREFIX = "BENCH-RESULT "
@@ -89,7 +85,8 @@ def _run_case(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "server.bench_engines", json.dumps(job)], cwd=REPO_ROOT,
+            [sys.executable, "-m", f"{__package__ or 'server'}.bench_engines", json.dumps(job)],
+            cwd=REPO_ROOT,
             env=env, text=True, capture_output=True, timeout=_CHILD_TIMEOUT_S, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:

@@ -29,7 +29,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import sys
 import time
 import wave
@@ -45,17 +44,18 @@ from voicebot.audio.codecs import AudioEncoding, decode, encode
 from voicebot.audio.resample import StreamResampler, resample
 from voicebot.whisper.decoding import EncoderWindow
 
+from .bench_accuracy_text import normalize_text, word_errors
+from .speechdata import parse_asterisk_texts
+
 __all__ = [
     "APT_HINT",
     "Clip",
     "espeak_digits",
     "main",
-    "normalize_words",
     "phone_line",
     "recorded_digits",
     "recorded_prompts",
     "sounds_available",
-    "word_errors",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +71,6 @@ PROMPT_NAMES = (
     "priv-introsaved", "vm-instructions", "queue-periodic-announce", "tt-allbusy",
     "dir-intro", "vm-msginstruct",
 )  # fmt: skip
-_REFERENCE_FIXES = {"represenatives": "representatives"}
-_SPELLINGS = {
-    "i'm": "i am", "you're": "you are", "that's": "that is", "it's": "it is",
-    "we're": "we are", "they're": "they are", "isn't": "is not", "don't": "do not",
-    "can't": "cannot", "won't": "will not", "i'll": "i will", "canceled": "cancelled",
-}  # fmt: skip
 _DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
 _MODELS = ("whisper-tiny.en", "whisper-base")
 NOTES_MARKER = "<!-- notes: kept when the report is regenerated -->"
@@ -155,35 +149,13 @@ def espeak_digits(count: int = 16, *, seed: int = 1) -> list[Clip]:
 
 def recorded_prompts(names: Sequence[str] = PROMPT_NAMES) -> list[Clip]:
     """Asterisk's recorded prompts with their reference texts, over the line."""
-    texts: dict[str, str] = {}
-    with gzip.open(TRANSCRIPTS, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            name, sep, text = line.partition(":")
-            if sep and not line.startswith(";"):
-                texts[name.strip()] = text.strip()
+    texts = parse_asterisk_texts(gzip.decompress(TRANSCRIPTS.read_bytes()).decode("utf-8"))
     clips = []
     for name in names:
-        reference = " ".join(_REFERENCE_FIXES.get(w, w) for w in texts[name].split())
+        reference = texts[name]  # the normaliser puts its misspellings right
         pcm = np.concatenate([_silence(300), _read_wav(SOUNDS_DIR / f"{name}.wav"), _silence(300)])
         clips.append(Clip("prompts", reference, phone_line(pcm)))
     return clips
-
-
-def normalize_words(text: str) -> list[str]:
-    """Lower case, numeral digits and contractions spelled out, punctuation as spaces."""
-    text = re.sub(r"[0-9]", lambda m: f" {_DIGIT_WORDS[int(m.group())]} ", text.lower())
-    words = re.sub(r"[^a-z' ]+", " ", text.replace("\u2019", "'")).split()
-    return " ".join(_SPELLINGS.get(w, w) for w in words).split()
-
-
-def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        diagonal, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref != hyp))
-    return row[-1]
 
 
 def _run(
@@ -222,10 +194,10 @@ def _run(
         decoded = stream.last_decoded
         row["fallbacks"] += decoded is not None and decoded.fallback is not None
         if clip.set == "prompts":
-            ref = normalize_words(clip.reference)
-            row["errors"] += word_errors(ref, normalize_words(text))
+            ref = normalize_text(clip.reference).split()
+            row["errors"] += word_errors(ref, normalize_text(text).split()).errors
             row["words"] += len(ref)
-            right = word_errors(ref, normalize_words(text)) == 0
+            right = word_errors(ref, normalize_text(text).split()).errors == 0
         else:
             right = extract_entities(text).get("digits") == clip.reference
         row["right"] += right

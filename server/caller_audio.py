@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from server.client import save_wav
 from voicebot.audio.codecs import AudioEncoding, encode
 from voicebot.audio.resample import resample
 from voicebot.dialog.loader import load_scenario
 from voicebot.engines.base import Pcm
 from voicebot.nlu.entities import extract_entities
+
+from .client import save_wav
 
 __all__ = ["MANIFEST", "build_caller_audio", "check_caller_audio"]
 

@@ -6,9 +6,11 @@ jobs from the front process in earliest-deadline-first order: a receiver thread
 reads the pipe into the queue (so the front never blocks on a full pipe while a
 long job runs) and the main thread executes one job at a time.
 
-The receiver thread also answers the front's heartbeat, ``("ping", seq)``, at
-once with ``("pong", seq, job_id, running_s)``: the job running now (None when
-idle) and for how long, so the front tells a busy cell from a hung one.
+The front and the cell talk in the messages of :mod:`server.cell_messages`; a
+job travels as its own record and the cell runs only kinds of the job table
+(:mod:`voicebot.jobkinds`).  The receiver thread also answers the front's
+heartbeat, ``Ping``, at once with a ``Pong`` naming the job running now (None
+when idle) and for how long, so the front tells a busy cell from a hung one.
 """
 
 from __future__ import annotations
@@ -18,21 +20,33 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ALLOWED_METHODS", "CellSpec", "cell_main", "serve_jobs"]
+from .cell_messages import (
+    CancelJobs,
+    CloseCall,
+    Done,
+    Dropped,
+    Failed,
+    FromCell,
+    LoadFailed,
+    Ping,
+    Pong,
+    Ready,
+    RunJob,
+    ToCell,
+)
+
+if TYPE_CHECKING:  # imported after pinning at run time: numpy must start with one thread
+    from .edf import QueuedJob
+
+__all__ = ["CellSpec", "cell_main", "serve_jobs"]
 
 log = logging.getLogger(__name__)
-
-ALLOWED_METHODS = frozenset({
-    "start_transcription", "feed_transcription", "finish_transcription",
-    "cancel_transcription", "speculate_transcription", "discard_speculation",
-    "understand", "synthesize",
-})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +74,7 @@ def cell_main(spec: CellSpec, conn: Connection) -> None:
     _pin(spec.cpu)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    from server.logsafe import configure_logging
+    from .logsafe import configure_logging
 
     configure_logging(spec.log_level,
                       fmt=f"%(asctime)s %(levelname)s cell{spec.index} %(name)s: %(message)s")
@@ -77,7 +91,7 @@ def cell_main(spec: CellSpec, conn: Connection) -> None:
         engines.warm_up(domain=spec.default_scenario)
     except Exception as exc:
         log.exception("cell %d failed to load its engines", spec.index)
-        conn.send(("failed", repr(exc)))
+        conn.send(LoadFailed(error=repr(exc)))
         return
     _pin(spec.cpu)  # threads the runtimes started while loading
     serve_jobs(engines, conn)
@@ -85,13 +99,13 @@ def cell_main(spec: CellSpec, conn: Connection) -> None:
 
 def serve_jobs(engines: Any, conn: Connection) -> None:
     """Announce the cell ready, then run jobs on ``engines`` until the front goes away."""
-    conn.send(("ready", os.getpid()))
+    conn.send(Ready(pid=os.getpid()))
     _Worker(engines, conn).run()
 
 
 class _Worker:
     def __init__(self, engines: Any, conn: Connection) -> None:
-        from server.edf import EdfQueue
+        from .edf import EdfQueue
 
         self._engines = engines
         self._conn = conn
@@ -101,6 +115,9 @@ class _Worker:
         self._stopping = False
         self._send_lock = threading.Lock()
         self._current: tuple[int, float] | None = None  # (job id, started), main thread
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            RunJob: self._queue_job, CancelJobs: self._cancel, CloseCall: self._close,
+        }
 
     def run(self) -> None:
         threading.Thread(target=self._receive, name="cell-receiver", daemon=True).start()
@@ -130,55 +147,60 @@ class _Worker:
             self._stopping = True
             self._lock.notify()
 
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ping":  # answered here, without waiting for the job that runs
+    def _handle(self, message: ToCell) -> None:
+        if isinstance(message, Ping):  # answered here, without waiting for the job that runs
             current = self._current
-            if current is None:
-                self._send(("pong", message[1], None, 0.0))
-            else:
-                self._send(("pong", message[1], current[0], time.monotonic() - current[1]))
+            running_s = 0.0 if current is None else time.monotonic() - current[1]
+            self._send(Pong(seq=message.seq, running_job=None if current is None else current[0],
+                            running_s=running_s))
             return
-        with self._lock:
-            if kind == "job":
-                _, job_id, call_id, method, args, tag = message
-                self._queue.push(now_ms=time.monotonic() * 1000, job_id=job_id,
-                                 call_id=call_id, method=method, args=tuple(args), tag=tag)
-                self._lock.notify()
-            elif kind == "cancel":
-                _, call_id, tag = message
-                for job in self._queue.drop(call_id, tag):
-                    self._send(("dropped", job.job_id))
-            elif kind == "close":
-                _, call_id = message
-                for job in self._queue.drop(call_id):
-                    self._send(("dropped", job.job_id))
-                self._queue.push(now_ms=0, job_id=-1, call_id=call_id, method="_close",
-                                 args=())
-                self._lock.notify()
+        handler = self._handlers.get(type(message))
+        if handler is not None:
+            with self._lock:
+                handler(message)
 
-    def _execute(self, job: Any) -> None:
+    def _queue_job(self, message: RunJob) -> None:
+        from voicebot.jobkinds import is_engine_job
+
+        if not is_engine_job(message.job):
+            self._send(Failed(job_id=message.job_id,
+                              error=f"unknown job {type(message.job).__name__!r}"))
+            return
+        self._queue.push(now_ms=time.monotonic() * 1000, job_id=message.job_id,
+                         call_id=message.call_id, job=message.job)
+        self._lock.notify()
+
+    def _cancel(self, message: CancelJobs) -> None:
+        for job in self._queue.drop(message.call_id, message.tag):
+            self._send(Dropped(job_id=job.job_id))
+
+    def _close(self, message: CloseCall) -> None:
+        for job in self._queue.drop(message.call_id):
+            self._send(Dropped(job_id=job.job_id))
+        self._queue.push_release(job_id=-1, call_id=message.call_id)
+        self._lock.notify()
+
+    def _execute(self, queued: QueuedJob) -> None:
+        from voicebot.jobkinds import kind_of
         from voicebot.jobs import CallJobs
 
-        if job.method == "_close":
-            jobs = self._calls.pop(job.call_id, None)
+        if queued.job is None:  # the call ended
+            jobs = self._calls.pop(queued.call_id, None)
             if jobs is not None:
                 jobs.close()
             return
-        if job.method not in ALLOWED_METHODS:
-            self._send(("error", job.job_id, f"unknown job {job.method!r}"))
-            return
-        jobs = self._calls.get(job.call_id)
+        jobs = self._calls.get(queued.call_id)
         if jobs is None:
-            jobs = self._calls[job.call_id] = CallJobs(self._engines)
+            jobs = self._calls[queued.call_id] = CallJobs(self._engines)
+        kind = kind_of(queued.job)
         try:
-            result = getattr(jobs, job.method)(*job.args)
+            result = kind.run(jobs, queued.job)
         except Exception as exc:
-            log.exception("job %s of call %s failed", job.method, job.call_id)
-            self._send(("error", job.job_id, f"{type(exc).__name__}: {exc}"))
+            log.exception("job %s of call %s failed", kind.method, queued.call_id)
+            self._send(Failed(job_id=queued.job_id, error=f"{type(exc).__name__}: {exc}"))
             return
-        self._send(("done", job.job_id, result))
+        self._send(Done(job_id=queued.job_id, result=result))
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def _send(self, message: FromCell) -> None:
         with self._send_lock, contextlib.suppress(OSError, BrokenPipeError):
             self._conn.send(message)

@@ -30,14 +30,17 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from server.cell_worker import CellSpec, cell_main
-from server.health import CellHealth, HealthLimits, Verdict
 from voicebot.errors import EngineError
+from voicebot.jobkinds import EngineJob, JobTag, kind_of
+
+from . import cell_messages as msg
+from .cell_worker import CellSpec, cell_main
+from .health import CellHealth, HealthLimits, Verdict
 
 __all__ = ["Cell", "CellFailed", "CellPool", "CellState", "JobTimedOut"]
 
@@ -106,7 +109,11 @@ class Cell:
         # loops such as uvloop make a watched fd non-blocking (a half-read message would
         # fail), and a write to a cell that stopped reading must not block the event loop.
         self._loop = asyncio.get_running_loop()
-        self._outbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue(_OUTBOX)
+        self._outbox: queue.Queue[msg.ToCell | None] = queue.Queue(_OUTBOX)
+        self._handlers: dict[type, Callable[[Any, float], None]] = {
+            msg.Ready: self._ready, msg.LoadFailed: self._load_failed, msg.Pong: self._pong,
+            msg.Done: self._answered, msg.Failed: self._answered, msg.Dropped: self._answered,
+        }
         for target, role in ((self._read, "reader"), (self._write, "writer")):
             threading.Thread(target=target, name=f"cell-{spec.index}-{role}",
                              daemon=True).start()
@@ -115,24 +122,25 @@ class Cell:
     def index(self) -> int:
         return self.spec.index
 
-    def submit(self, call_id: str, method: str, args: tuple[Any, ...],
-               tag: Hashable = None) -> asyncio.Future[Any]:
+    def submit(self, call_id: str, job: EngineJob) -> asyncio.Future[Any]:
+        """Run ``job`` of dialog ``call_id``; the future gets the engine method's result."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self.alive:
             future.set_exception(CellFailed(f"cell {self.index} is down"))
             return future
         job_id = next(self._ids)
-        self._pending[job_id] = _Job(future, call_id, method)
+        self._pending[job_id] = _Job(future, call_id, kind_of(job).method)
         self._on_deadline(self.health.submitted(job_id, now_s=self._clock()))
-        self._send(("job", job_id, call_id, method, args, tag))
+        self._send(msg.RunJob(job_id=job_id, call_id=call_id, job=job))
         return future
 
-    def cancel(self, call_id: str, tag: Hashable) -> None:
-        self._send(("cancel", call_id, tag))
+    def cancel(self, call_id: str, tag: JobTag) -> None:
+        """Drop the dialog's queued jobs of ``tag`` (see :func:`voicebot.jobkinds.job_tag`)."""
+        self._send(msg.CancelJobs(call_id=call_id, tag=tag))
 
     def close_dialog(self, call_id: str) -> None:
         self.dialogs.discard(call_id)
-        self._send(("close", call_id))
+        self._send(msg.CloseCall(call_id=call_id))
 
     def check(self, now_s: float) -> None:
         """Fail jobs past their deadline, judge the cell, ping it when a ping is due."""
@@ -150,7 +158,7 @@ class Cell:
         self._assess(now_s)
         seq = self.health.ping(now_s) if self.alive else None
         if seq is not None:
-            self._send(("ping", seq))
+            self._send(msg.Ping(seq=seq))
 
     def stop(self) -> None:
         self.alive = False
@@ -160,7 +168,7 @@ class Cell:
         if self.process.is_alive():
             self.process.terminate()
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def _send(self, message: msg.ToCell) -> None:
         if not self.alive:
             return
         try:
@@ -195,36 +203,33 @@ class Cell:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._loop.call_soon_threadsafe(self._died)
 
-    def _dispatch(self, message: tuple[Any, ...], received_s: float) -> None:
-        kind = message[0]
-        if kind == "ready":
-            self.pid = message[1]
-            if self.alive:
-                self.state = CellState.SERVING
-            if not self.ready.done():
-                self.ready.set_result(None)
-            return
-        if kind == "failed":
-            log.error("cell %d could not load its engines: %s", self.index, message[1])
-            if not self.ready.done():
-                self.ready.set_exception(EngineError(f"cell {self.index}: {message[1]}"))
-            return
-        if kind == "pong":
-            _, seq, running_job, running_s = message
-            self.health.answered(seq, now_s=received_s, running_job=running_job,
-                                 running_s=running_s)
-            self._assess(self._clock())
-            return
-        job_id = message[1]
-        self.health.finished(job_id, now_s=received_s)  # a late result: the future has failed
-        job = self._pending.pop(job_id, None)
+    def _dispatch(self, message: msg.FromCell, received_s: float) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is not None:
+            handler(message, received_s)
+
+    def _ready(self, message: msg.Ready, _received_s: float) -> None:
+        self.pid = message.pid
+        if self.alive:
+            self.state = CellState.SERVING
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def _load_failed(self, message: msg.LoadFailed, _received_s: float) -> None:
+        log.error("cell %d could not load its engines: %s", self.index, message.error)
+        if not self.ready.done():
+            self.ready.set_exception(EngineError(f"cell {self.index}: {message.error}"))
+
+    def _pong(self, message: msg.Pong, received_s: float) -> None:
+        self.health.answered(message.seq, now_s=received_s, running_job=message.running_job,
+                             running_s=message.running_s)
+        self._assess(self._clock())
+
+    def _answered(self, message: msg.Done | msg.Failed | msg.Dropped, received_s: float) -> None:
+        self.health.finished(message.job_id, now_s=received_s)  # late: the future has failed
+        job = self._pending.pop(message.job_id, None)
         if job is not None and not job.future.done():
-            if kind == "done":
-                job.future.set_result(message[2])
-            elif kind == "dropped":
-                job.future.cancel()
-            else:
-                job.future.set_exception(EngineError(message[2]))
+            message.settle(job.future)
         self._assess(self._clock())
 
     def _assess(self, now_s: float) -> None:

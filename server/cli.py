@@ -24,7 +24,7 @@ class _TurnAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        from server.client import CallerTurn
+        from .client import CallerTurn
 
         turns = list(getattr(namespace, "turns", None) or [])
         turns.append(CallerTurn(kind=self.dest, value=str(values)))
@@ -41,13 +41,16 @@ def _parser() -> argparse.ArgumentParser:
                        "env VOICEBOT_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8765; "
                        "env VOICEBOT_PORT)")
-    serve.add_argument("--config", type=Path, default=None, help="YAML configuration file")
-    from server.stacks import DEFAULT_STACK, STACKS
+    serve.add_argument("--config", type=Path, default=None,
+                       help="YAML configuration file, or the name of a shipped one "
+                            "(server/configs: reference, reference-30s, bench-lite, ...)")
+    from .stacks import DEFAULT_STACK, STACKS
 
     serve.add_argument("--stack", default=None, choices=tuple(STACKS),
                        help=f"engines preset (default {DEFAULT_STACK}; env VOICEBOT_STACK); "
                             "the config file's engines: section overrides pieces of it: "
-                            + "; ".join(f"{s.name}: {s.description}" for s in STACKS.values()))
+                            + "; ".join(f"{s.name}: {s.description}" for s in STACKS.values())
+                            .replace("%", "%%"))  # argparse formats help with %
     serve.add_argument("--no-pull", action="store_true", default=None,
                        help="refuse to start when a model of the engines is not installed "
                             "(default: pull it, printing what is pulled from where)")
@@ -115,8 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-only", action="store_true",
                        help="skip intent accuracy (for synthetic models)")
 
-    from server.auth_cli import register as register_token
-    from server.models_cli import register as register_models
+    from .auth_cli import register as register_token
+    from .models_cli import register as register_models
 
     register_models(sub)
     register_token(sub)
@@ -127,7 +130,7 @@ def _configure_logging(level: str) -> None:
     """voicebot's own loggers at ``level``; third-party libraries at WARNING
     (onnxruntime's quantizer, for one, logs every tensor at INFO on the root);
     caller-supplied text escaped (server/logsafe.py)."""
-    from server.logsafe import configure_logging
+    from .logsafe import configure_logging
 
     configure_logging(level)
 
@@ -141,9 +144,9 @@ def _pin_process(cpus: Sequence[int]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.app import load_app
-    from server.config import load_config
-    from server.serving import run_server
+    from .app import load_app
+    from .config import load_config
+    from .serving import run_server
 
     config = load_config(args.config, overrides={
         "host": args.host, "port": args.port, "log_level": args.log_level, "cpus": args.cpus,
@@ -166,7 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from server.client import CallOptions, run_call
+    from .client import CallOptions, run_call
 
     _configure_logging(args.log_level or "WARNING")
     turns = getattr(args, "turns", None) or []
@@ -177,7 +180,7 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from server.simulate import SimOptions, run_simulation
+    from .simulate import SimOptions, run_simulation
 
     _configure_logging(args.log_level or "WARNING")
     twilio_token = None
@@ -194,18 +197,18 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from server.bench import run_bench
+    from .bench import run_bench
 
     _configure_logging(args.log_level or "WARNING")
     if args.what == "engines":
-        from server.bench_engines import run_engine_bench
-        from server.config import load_config
+        from .bench_engines import run_engine_bench
+        from .config import load_config
 
         config = load_config(args.config)
         run_engine_bench(out_dir=args.out_dir, models_dir=config.models_dir, cpu=args.cpu,
                          quick=args.quick)
         return 0
-    from server.bench import DEFAULT_STACK
+    from .bench import DEFAULT_STACK
 
     run_bench(url=args.url, repeat=args.repeat, out_dir=args.out_dir,
               server_pid=args.server_pid, stack=args.stack or DEFAULT_STACK, name=args.name,
@@ -214,7 +217,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _caller_audio(args: argparse.Namespace) -> int:
-    from server.caller_audio import build_caller_audio, check_caller_audio
+    from .caller_audio import build_caller_audio, check_caller_audio
 
     _configure_logging(args.log_level or "WARNING")
     if not args.check:
@@ -233,13 +236,13 @@ def _caller_audio(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from server.auth_cli import run as run_token
+    from .auth_cli import run as run_token
 
     return run_token(args)
 
 
 def _models(args: argparse.Namespace) -> int:
-    from server.models_cli import run as run_models
+    from .models_cli import run as run_models
 
     _configure_logging(args.log_level or "WARNING")
     return run_models(args)

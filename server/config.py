@@ -15,24 +15,32 @@ from typing import Any
 
 import yaml
 
-from server.auth import AuthConfig, parse_auth_config
-from server.stacks import DEFAULT_STACK, EngineConfig, get_stack
 from voicebot.engines.registry import ENGINE_NAMES
 from voicebot.errors import ConfigError
 
-__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config", "parse_cpus"]
+from .auth import AuthConfig, parse_auth_config
+from .paths import (
+    REPO_ROOT,
+    default_manifest,
+    default_models_dir,
+    default_scenarios_dir,
+    resolve_config_path,
+)
+from .stacks import DEFAULT_STACK, EngineConfig, get_stack
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config", "parse_cpus"]
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
-    scenarios_dir: Path = REPO_ROOT / "scenarios"
+    # A checkout's scenarios/, models/cache/, models/manifest.yaml; installed: the packaged
+    # scenarios and manifest, models in the per-user cache folder (server/paths.py).
+    scenarios_dir: Path = field(default_factory=default_scenarios_dir)
     default_scenario: str = "bank_card"
-    models_dir: Path = REPO_ROOT / "models" / "cache"
-    manifest: Path = REPO_ROOT / "models" / "manifest.yaml"
+    models_dir: Path = field(default_factory=default_models_dir)
+    manifest: Path = field(default_factory=default_manifest)
     worker_threads: int = 2
     engine_threads: int = 1
     max_message_bytes: int = 64 * 1024
@@ -201,7 +209,8 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> ServerConfig:
     """Build the configuration: defaults, the stack, then ``path`` (YAML), env, then
-    ``overrides``.
+    ``overrides``. A ``path`` that is a bare name and no file here (``reference``,
+    ``bench-lite.yaml``) names a shipped stack config (server/configs/).
 
     Environment: ``VOICEBOT_HOST``, ``VOICEBOT_PORT``, ``VOICEBOT_STACK``,
     ``VOICEBOT_MODELS_DIR``, ``VOICEBOT_LOG_LEVEL``, ``VOICEBOT_ADMIN_PORT``,
@@ -212,6 +221,7 @@ def load_config(
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     data: Mapping[str, Any] = {}
     if path is not None:
+        path = resolve_config_path(Path(path))
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:

@@ -1,54 +1,42 @@
 """Earliest-deadline-first job queue of a cell (pure; the clock is passed in).
 
-Each job gets a deadline = arrival + its class's budget, so urgent work (the
-final ASR of an ended utterance, the first sentence of a reply) overtakes
-background work (incremental ASR feeds, later sentences) of every dialog on the
-cell. Jobs of one dialog's lane never reorder: the front process sends a lane's
-next job only after the previous one finished.
+Each job gets a deadline = arrival + the budget of its urgency class (the job
+table, :mod:`voicebot.jobkinds`), so urgent work (the final ASR of an ended
+utterance, the first sentence of a reply) overtakes background work
+(incremental ASR feeds, later sentences) of every dialog on the cell. Jobs of
+one dialog's lane never reorder: the front process sends a lane's next job only
+after the previous one finished.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Hashable
+import math
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["BUDGET_MS", "EdfQueue", "QueuedJob", "budget_ms"]
+from voicebot.jobkinds import EngineJob, JobTag, job_tag, kind_of
 
-# Relative deadlines per job kind, in ms: smaller runs first.
-BUDGET_MS: dict[str, float] = {
-    "cancel_transcription": 0.0,
-    "discard_speculation": 0.0,
-    "detect": 10.0,
-    "finish_transcription": 50.0,
-    "speculate_transcription": 60.0,
-    "understand": 50.0,
-    "synthesize_first": 100.0,
-    "start_transcription": 250.0,
-    "feed_transcription": 250.0,
-    "synthesize_later": 1000.0,
-}
+__all__ = ["EdfQueue", "QueuedJob", "budget_ms"]
+
+_RELEASE_DEADLINE_MS = -math.inf  # a call's release runs before any job
 
 
-def budget_ms(method: str, args: tuple[Any, ...]) -> float:
-    """The budget of a job: synthesis of sentence 0 is urgent, later sentences are not."""
-    if method == "synthesize":
-        first = len(args) > 2 and args[2] == 0
-        return BUDGET_MS["synthesize_first" if first else "synthesize_later"]
-    return BUDGET_MS.get(method, 500.0)
+def budget_ms(job: EngineJob) -> float:
+    """The budget of a job: its urgency class's (sentence 0 of a reply is urgent,
+    later sentences are not)."""
+    return kind_of(job).urgency(job).budget_ms
 
 
-@dataclass(order=True, slots=True)
+@dataclass(frozen=True, order=True, slots=True)
 class QueuedJob:
     deadline: float
     seq: int
     job_id: int = field(compare=False)
     call_id: str = field(compare=False)
-    method: str = field(compare=False)
-    args: tuple[Any, ...] = field(compare=False)
-    tag: Hashable = field(compare=False, default=None)
+    job: EngineJob | None = field(compare=False)
+    """None: release the call's engine state (the call ended)."""
+    tag: JobTag | None = field(compare=False, default=None)
 
 
 class EdfQueue:
@@ -61,17 +49,22 @@ class EdfQueue:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, *, now_ms: float, job_id: int, call_id: str, method: str,
-             args: tuple[Any, ...], tag: Hashable = None) -> QueuedJob:
-        job = QueuedJob(now_ms + budget_ms(method, args), next(self._seq), job_id, call_id,
-                        method, args, tag)
-        heapq.heappush(self._heap, job)
-        return job
+    def push(self, *, now_ms: float, job_id: int, call_id: str, job: EngineJob) -> QueuedJob:
+        queued = QueuedJob(now_ms + budget_ms(job), next(self._seq), job_id, call_id, job,
+                           job_tag(job))
+        heapq.heappush(self._heap, queued)
+        return queued
+
+    def push_release(self, *, job_id: int, call_id: str) -> QueuedJob:
+        """Queue the release of a call's engine state, ahead of every job."""
+        queued = QueuedJob(_RELEASE_DEADLINE_MS, next(self._seq), job_id, call_id, None)
+        heapq.heappush(self._heap, queued)
+        return queued
 
     def pop(self) -> QueuedJob:
         return heapq.heappop(self._heap)
 
-    def drop(self, call_id: str, tag: Hashable = None) -> list[QueuedJob]:
+    def drop(self, call_id: str, tag: JobTag | None = None) -> list[QueuedJob]:
         """Remove a call's queued jobs (only those with ``tag`` when given); returns them."""
         keep: list[QueuedJob] = []
         dropped: list[QueuedJob] = []

@@ -20,12 +20,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from server.admission import Admission
-from server.auth import Decision, check_admin, check_handshake
-from server.config import ServerConfig
-from server.metrics import CONTENT_TYPE, Metrics
-from server.netpolicy import HandshakeRequest, RateLimiter
-from server.transports import provider_for_path
+from .admission import Admission
+from .auth import Decision, check_admin, check_handshake
+from .config import ServerConfig
+from .metrics import CONTENT_TYPE, Metrics
+from .netpolicy import HandshakeRequest, RateLimiter
+from .transports import provider_for_path
 
 __all__ = ["Gate", "Screened", "peer"]
 

@@ -67,5 +67,6 @@ def configure_logging(level: str, *, fmt: str = LOG_FORMAT) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    for name in ("voicebot", "server"):
+    # This package is `server` in a checkout, `voicebot_server` when installed.
+    for name in ("voicebot", __name__.rpartition(".")[0]):
         logging.getLogger(name).setLevel(level.upper())

@@ -12,8 +12,10 @@
 * ``voicebot models synth whisper-tiny|whisper-base|whisper-small [--out DIR]`` -- build
   a synthetic Whisper model (random weights, real layout) for tests without downloads.
 
-Every subcommand takes ``--models-dir`` (default: the configuration's ``models_dir``),
-``--manifest`` (default: the repository's ``models/manifest.yaml``) and ``--config``.
+Every subcommand takes ``--models-dir`` (default: the configuration's ``models_dir``:
+env ``VOICEBOT_MODELS_DIR``, else a checkout's ``models/cache``, else the per-user cache
+folder), ``--manifest`` (default: a checkout's ``models/manifest.yaml``, else the packaged
+copy; server/paths.py) and ``--config``.
 """
 
 from __future__ import annotations
@@ -27,19 +29,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from server.config import REPO_ROOT, ServerConfig, load_config
-from server.stacks import STACKS, describe_models, ensure_models, get_stack
 from voicebot.errors import ConfigError, EngineUnavailableError
 from voicebot.modelhub.manifest import Manifest, ModelEntry, load_manifest
 from voicebot.modelhub.pypi import PackageIndex
 from voicebot.modelhub.sources import SOURCES
 from voicebot.modelhub.store import inspect_model, model_dir, pull, read_record
 
+from .config import ServerConfig, load_config
+from .paths import default_manifest
+from .stacks import STACKS, describe_models, ensure_models, get_stack
+
 __all__ = ["DEFAULT_MANIFEST", "SYNTH_NAMES", "ProgressBar", "register", "run"]
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_MANIFEST = REPO_ROOT / "models" / "manifest.yaml"
+DEFAULT_MANIFEST = default_manifest()
 SYNTH_NAMES = ("whisper-tiny", "whisper-base", "whisper-small")
 _MB = 1_000_000
 
@@ -260,6 +264,7 @@ def run(args: argparse.Namespace, config: ServerConfig | None = None) -> int:
         return _pull_stack(config, models_dir, args)
     manifest = load_manifest(config.manifest)
     if args.models_command == "list":
+        print(f"models in {models_dir} (manifest {config.manifest})", file=sys.stderr)
         return _list(manifest, models_dir)
     if args.models_command == "pull":
         return _pull(manifest, models_dir, args)

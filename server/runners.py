@@ -1,8 +1,9 @@
 """Where a call's engine jobs run: on the server's threads, or in the call's cell.
 
-The runtime calls :class:`JobRunner` methods by job name (the methods of
-:class:`voicebot.jobs.CallJobs`); the VAD always runs in the front process
-(see server/cells.py for why) through :class:`VadRunner`.
+The runtime hands a :class:`JobRunner` the session's job records; the job table
+(:mod:`voicebot.jobkinds`) says which :class:`voicebot.jobs.CallJobs` method runs
+each.  The VAD always runs in the front process (see server/cells.py for why)
+through :class:`VadRunner`.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Hashable
 from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from server.cells import Cell, JobTimedOut
 from voicebot.engines.base import Pcm, SpeechDetector
+from voicebot.jobkinds import EngineJob, JobTag, kind_of, run_job
 from voicebot.jobs import CallJobs
+
+from .cells import Cell, JobTimedOut
 
 __all__ = ["CellRunner", "JobDropped", "JobRunner", "LocalRunner", "VadRunner"]
 
@@ -32,10 +34,12 @@ class JobDropped(Exception):
 
 
 class JobRunner(Protocol):
-    async def run(self, method: str, *args: Any, tag: Hashable = None) -> Any: ...
+    async def run(self, job: EngineJob) -> Any:
+        """Run ``job``; returns its engine method's result."""
+        ...
 
-    def cancel(self, tag: Hashable) -> None:
-        """Drop queued jobs submitted with ``tag`` (e.g. a cancelled reply's sentences)."""
+    def cancel(self, tag: JobTag) -> None:
+        """Drop queued jobs of ``tag`` (e.g. a cancelled reply's sentences)."""
         ...
 
     async def close(self) -> None:
@@ -58,19 +62,20 @@ class LocalRunner:
         self._job_timeout_s = job_timeout_s
         self._running: set[Future[Any]] = set()
 
-    async def run(self, method: str, *args: Any, tag: Hashable = None) -> Any:
-        job = self._executor.submit(getattr(self._jobs, method), *args)
+    async def run(self, job: EngineJob) -> Any:
+        method = kind_of(job).method
+        running = self._executor.submit(run_job, self._jobs, job)
         self._running = {j for j in self._running if not j.done()}  # few: lanes, stragglers
-        self._running.add(job)
+        self._running.add(running)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(job), self._job_timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(running), self._job_timeout_s)
         except TimeoutError:
-            if job.done() and not job.cancelled():
+            if running.done() and not running.cancelled():
                 raise  # the job's own error
             log.warning("%s job timed out after %.1f s", method, self._job_timeout_s)
             raise JobTimedOut(f"{method} took more than {self._job_timeout_s:.1f} s") from None
 
-    def cancel(self, tag: Hashable) -> None:
+    def cancel(self, tag: JobTag) -> None:
         pass  # queued jobs wait in the runtime's lanes, which drop them themselves
 
     async def close(self) -> None:
@@ -102,16 +107,16 @@ class CellRunner:
         self.cell = cell
         self._dialog = dialog
 
-    async def run(self, method: str, *args: Any, tag: Hashable = None) -> Any:
-        future = self.cell.submit(self._dialog, method, args, tag)
+    async def run(self, job: EngineJob) -> Any:
+        future = self.cell.submit(self._dialog, job)
         try:
             return await future
         except asyncio.CancelledError:
             if future.cancelled():  # the cell dropped the job; our task goes on
-                raise JobDropped(method) from None
+                raise JobDropped(kind_of(job).method) from None
             raise
 
-    def cancel(self, tag: Hashable) -> None:
+    def cancel(self, tag: JobTag) -> None:
         self.cell.cancel(self._dialog, tag)
 
     async def close(self) -> None:

@@ -3,9 +3,11 @@
 The reader loop feeds client frames to the session and runs the VAD inline
 (it must be answered in order, and it backpressures a client that sends
 faster than real time).  ASR, NLU and TTS jobs go to per-call lanes: bounded
-queues, each drained in order by one task that runs the blocking job on the
-engine executor the server owns.  Results go back into the session and its
-new commands are carried out in turn.
+queues, each drained in order by one task that hands the job to the call's
+runner (the server's threads, or its cell).  The job table
+(:mod:`voicebot.jobkinds`) gives each job its lane, what to feed when it fails
+and the Session input its result goes back into; the new commands are carried
+out in turn.
 """
 
 from __future__ import annotations
@@ -14,42 +16,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from server import webhook
-from server.cells import CellFailed
-from server.limits import AudioClock, CallLimits
-from server.runners import JobDropped, JobRunner, VadRunner
-from server.transports import NativeTransport, Transport
 from voicebot import protocol as p
 from voicebot.commands import (
     BargedIn,
     CallWebhook,
     CancelReply,
-    CancelTranscription,
     CloseConnection,
     Command,
     DetectSpeech,
-    DiscardSpeculation,
-    FeedTranscription,
     FinishTranscription,
     Mark,
     ReplyStarted,
     SendAudio,
     SendEvent,
-    SpeculateTranscription,
-    StartTranscription,
     Synthesize,
     Understand,
 )
-from voicebot.engines.base import Transcript
 from voicebot.errors import EngineError
+from voicebot.jobkinds import JOB_KINDS, EngineJob, Lane, apply_result, kind_of
 from voicebot.session import Session
+from voicebot.types import Pcm, Transcript
+
+from . import webhook
+from .cells import CellFailed
+from .limits import AudioClock, CallLimits
+from .runners import JobDropped, JobRunner, VadRunner
+from .transports import NativeTransport, Transport
 
 __all__ = ["CallRuntime", "TurnObserver"]
 
@@ -135,34 +134,36 @@ class CallRuntime:
         self._ws = ws
         self._session = session
         self._loop = asyncio.get_running_loop()
-        self._asr, self._nlu, self._tts = _Lane("asr"), _Lane("nlu"), _Lane("tts")
+        self._lanes: dict[Lane, _Lane] = {
+            lane: _Lane(lane.value) for lane in Lane if lane is not Lane.VAD  # VAD: inline
+        }
         self._cancelled_replies: set[int] = set()
         self._closing = False
         self._input_end = 0.0  # wall time the caller's last input ended (speech or key)
         self._timings: dict[str, float] = {}
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            **{kind.job: self._queue_job for kind in JOB_KINDS if kind.lane is not Lane.VAD},
+            DetectSpeech: self._detect,
+            FinishTranscription: self._finish,
             SendEvent: self._send_event,
             SendAudio: self._send_audio,
             Mark: self._mark,
             CloseConnection: self._close,
-            DetectSpeech: self._detect,
-            StartTranscription: self._asr_job,
-            FeedTranscription: self._asr_job,
-            FinishTranscription: self._finish,
-            CancelTranscription: self._asr_job,
-            SpeculateTranscription: self._speculate,
-            DiscardSpeculation: self._asr_job,
-            Understand: self._understand,
-            Synthesize: self._synthesize,
             CancelReply: self._cancel_reply,
             CallWebhook: self._webhook,
             ReplyStarted: self._reply_started,
             BargedIn: self._barged_in,
         }
+        # The parts of a turn's latency a job's result adds (ms: how long the job took).
+        self._measures: dict[type, Callable[[Any, Any, float], None]] = {
+            FinishTranscription: self._asr_measured,
+            Understand: self._nlu_measured,
+            Synthesize: self._tts_measured,
+        }
 
     async def run(self, first: str | bytes | None = None) -> None:
         """Serve the call; ``first`` is a message already read (provider detection)."""
-        for lane in (self._asr, self._nlu, self._tts):
+        for lane in self._lanes.values():
             lane.start()
         self._transport.start()
         self._clock.opened(self._loop.time(), received=first is not None)
@@ -190,7 +191,7 @@ class CallRuntime:
         steps: list[Callable[[], Awaitable[object]]] = [
             lambda: self.execute(self._session.connection_lost()),
             self._transport.stop,
-            self._asr.stop, self._nlu.stop, self._tts.stop,
+            *(lane.stop for lane in self._lanes.values()),
             self._runner.close,
         ]
         for step in steps:
@@ -219,10 +220,10 @@ class CallRuntime:
         for command in commands:
             await self._handlers[type(command)](command)
 
-    async def _run(self, method: str, *args: Any, tag: Hashable = None) -> Any:
+    async def _run(self, job: EngineJob) -> Any:
         """Run an engine job; a dead cell ends the call (clean close with a reason)."""
         try:
-            return await self._runner.run(method, *args, tag=tag)
+            return await self._runner.run(job)
         except CellFailed:
             await self._cell_lost()
             raise
@@ -269,113 +270,44 @@ class CallRuntime:
             log.exception("call %s: VAD failed; treating audio as silence", self._session.call_id)
             windows = len(command.pcm) // self._vad.window_samples
             probabilities = np.zeros(windows, dtype=np.float32)
-        await self.execute(self._session.speech_probabilities(command.pcm, probabilities))
-
-    async def _asr_job(
-        self,
-        command: StartTranscription | FeedTranscription | CancelTranscription
-        | DiscardSpeculation,
-    ) -> None:
-        if isinstance(command, StartTranscription):
-            args: tuple[Any, ...] = ("start_transcription", command.utterance,
-                                     command.domain, command.pcm)
-        elif isinstance(command, FeedTranscription):
-            args = ("feed_transcription", command.utterance, command.pcm)
-        elif isinstance(command, DiscardSpeculation):
-            args = ("discard_speculation", command.utterance)
-        else:
-            args = ("cancel_transcription", command.utterance)
-
-        async def job() -> None:
-            try:
-                await self._run(*args)
-            except CellFailed:
-                return
-            except Exception as exc:
-                self._job_failed("ASR job", exc)
-
-        await self._asr.put(command.utterance, job)
-
-    async def _speculate(self, command: SpeculateTranscription) -> None:
-        """Decode the utterance so far; the session hears the result (even a failed one,
-        as None: it counts the speculations it asked for)."""
-
-        async def job() -> None:
-            transcript: Transcript | None = None
-            try:
-                transcript = await self._run("speculate_transcription", command.utterance)
-            except CellFailed:
-                pass
-            except Exception as exc:
-                self._job_failed("ASR speculation", exc)
-            await self.execute(self._session.speculated(command.utterance, transcript))
-
-        await self._asr.put(command.utterance, job)
+        await self.execute(apply_result(self._session, command, probabilities))
 
     async def _finish(self, command: FinishTranscription) -> None:
+        """The utterance ended ``endpoint_delay_ms`` ago: the turn's latency runs from then."""
         self._input_end = self._loop.time() - command.endpoint_delay_ms / 1000.0
         self._timings["endpoint_wait"] = float(command.endpoint_delay_ms)
+        await self._queue_job(command)
 
-        async def job() -> None:
+    async def _queue_job(self, job: EngineJob) -> None:
+        """Queue ``job`` on its lane; its result (or its kind's fallback when it fails)
+        goes to the Session.  A job lost with its cell, or dropped, is answered only
+        where its kind must always be (the session counts speculations)."""
+        kind = kind_of(job)
+        measure = self._measures.get(type(job))
+
+        async def run() -> None:
             started = time.perf_counter()
             try:
-                transcript = await self._run("finish_transcription", command.utterance)
-            except CellFailed:
-                return
-            except Exception as exc:
-                self._job_failed("ASR", exc)
-                await self._report("speech recognition failed for this utterance")
-                transcript = Transcript("")
-            asr_ms = (time.perf_counter() - started) * 1000
-            self._timings["asr"] = asr_ms
-            if transcript.audio_ms and asr_ms > 1.0:  # ~0 when a speculation was kept
-                self._observe_rtf("asr", asr_ms / transcript.audio_ms)
-            await self.execute(self._session.transcribed(command.utterance, transcript))
-
-        await self._asr.put(command.utterance, job)
-
-    async def _understand(self, command: Understand) -> None:
-        async def job() -> None:
-            started = time.perf_counter()
-            try:
-                result = await self._run("understand", command.text, command.domain)
-                intent, entities = result.intent, result.entities
-            except CellFailed:
-                return
-            except Exception as exc:
-                self._job_failed("NLU", exc)
-                await self._report("understanding failed for this turn")
-                intent, entities = None, {}
-            self._timings["nlu"] = (time.perf_counter() - started) * 1000
-            await self.execute(self._session.understood(command.turn, intent, entities))
-
-        await self._nlu.put(command.turn, job)
-
-    async def _synthesize(self, command: Synthesize) -> None:
-        async def job() -> None:
-            started = time.perf_counter()
-            try:
-                pcm = await self._run("synthesize", command.text, command.sample_rate_hz,
-                                      command.index, tag=command.reply)
+                result = await self._run(job)
             except (CellFailed, JobDropped):
-                return
+                if not kind.always_answered:
+                    return
+                result = kind.failed(job)
             except Exception as exc:
-                self._job_failed("TTS", exc)
-                await self._report("speech synthesis failed for a sentence")
-                pcm = np.zeros(0, dtype=np.int16)
-            tts_ms = (time.perf_counter() - started) * 1000
-            if command.index == 0:
-                self._timings["tts_first_audio"] = tts_ms
-            if len(pcm):
-                self._observe_rtf("tts", tts_ms / (len(pcm) * 1000 / command.sample_rate_hz))
-            await self.execute(self._session.synthesized(command.reply, command.index, pcm))
+                self._job_failed(kind.label, exc)
+                if kind.failure_notice is not None:
+                    await self._report(kind.failure_notice)
+                result = kind.failed(job)
+            if measure is not None:
+                measure(job, result, (time.perf_counter() - started) * 1000)
+            await self.execute(apply_result(self._session, job, result))
 
-        await self._tts.put(command.reply, job)
+        await self._lanes[kind.lane].put(kind.key(job), run)
 
     async def _cancel_reply(self, command: CancelReply) -> None:
         self._cancelled_replies.add(command.reply)
-        self._tts.dropped.add(command.reply)
-        self._runner.cancel(command.reply)
+        self._lanes[Lane.TTS].dropped.add(command.reply)
+        self._runner.cancel((Lane.TTS, command.reply))
 
     async def _webhook(self, command: CallWebhook) -> None:
         async def call() -> None:
@@ -402,6 +334,21 @@ class CallRuntime:
 
     # ------------------------------------------------------------------ turn log
 
+    def _asr_measured(self, _job: FinishTranscription, transcript: Transcript,
+                      ms: float) -> None:
+        self._timings["asr"] = ms
+        if transcript.audio_ms and ms > 1.0:  # ~0 when a speculation was kept
+            self._observe_rtf("asr", ms / transcript.audio_ms)
+
+    def _nlu_measured(self, _job: Understand, _result: object, ms: float) -> None:
+        self._timings["nlu"] = ms
+
+    def _tts_measured(self, job: Synthesize, pcm: Pcm, ms: float) -> None:
+        if job.index == 0:
+            self._timings["tts_first_audio"] = ms
+        if len(pcm):
+            self._observe_rtf("tts", ms / (len(pcm) * 1000 / job.sample_rate_hz))
+
     def _observe_rtf(self, engine: str, rtf: float) -> None:
         if self._observer is not None:
             self._observer.engine_rtf(engine, rtf)
@@ -416,8 +363,8 @@ class CallRuntime:
     async def _reply_started(self, command: ReplyStarted) -> None:
         latency_ms = (self._loop.time() - self._input_end) * 1000
         parts = dict(self._timings)
-        parts["queue_wait"] = max(lane.max_wait_ms for lane in (self._asr, self._nlu, self._tts))
-        for lane in (self._asr, self._nlu, self._tts):
+        parts["queue_wait"] = max(lane.max_wait_ms for lane in self._lanes.values())
+        for lane in self._lanes.values():
             lane.max_wait_ms = 0.0
         self._timings = {}
         if self._observer is not None:

@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from server.app import App
-from server.metrics import cpu_seconds, rss_bytes
-from server.transports import select_subprotocol
 from voicebot.errors import ConfigError
+
+from .app import App
+from .metrics import cpu_seconds, rss_bytes
+from .transports import select_subprotocol
 
 __all__ = ["run_server", "tls_context"]
 

@@ -26,10 +26,11 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.client import CallerTurn, CallOptions, prepare_turns, speech_end_ms
 from voicebot.audio.codecs import decode, encode
 from voicebot.engines.base import Pcm
 from voicebot.telephony.dialects import DIALECTS, Dialect
+
+from .client import CallerTurn, CallOptions, prepare_turns, speech_end_ms
 
 __all__ = ["DIALECTS", "SimOptions", "SimReport", "SimResult", "run_simulation", "simulate"]
 
@@ -56,7 +57,7 @@ class SimOptions:
 
 def _auth_headers(options: SimOptions, url: str) -> dict[str, str]:
     """What the platform would send to authenticate (docs/security.md)."""
-    from server.auth_schemes import twilio_signature
+    from .auth_schemes import twilio_signature
 
     headers: dict[str, str] = {}
     if options.token:

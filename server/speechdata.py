@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from server.bench_accuracy_text import normalize_text
 from voicebot.engines.base import Pcm
 from voicebot.errors import VoicebotError
+
+from .bench_accuracy_text import normalize_text
 
 __all__ = [
     "APT_INSTALL",

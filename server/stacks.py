@@ -268,7 +268,7 @@ def _whole(stack: str | None, models_dir: Path) -> str:
 
 def _build_nlu(models_dir: Path, say: SayFn) -> Path:
     """The MiniLM ONNX models (fp32 + int8), built from the installed weights if missing."""
-    from voicebot.nlu.onnx_graph import build_models
+    from voicebot.nlu.model_cache import build_models
     from voicebot.nlu.weights import find_weights_dir
 
     weights = find_weights_dir(None)

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from server.pacing import Pacer
 from voicebot import protocol as p
 from voicebot.commands import Command
 from voicebot.errors import ProtocolError
@@ -37,6 +36,8 @@ from voicebot.telephony import (
     MarkPlayed,
     ProviderCodec,
 )
+
+from .pacing import Pacer
 
 __all__ = [
     "PATHS",

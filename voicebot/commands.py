@@ -1,8 +1,9 @@
 """Commands a :class:`voicebot.session.Session` returns for its runtime to carry out.
 
 The session never does I/O or runs a model: it returns these frozen records.
-The runtime sends the messages, runs each engine job and feeds the result back
-through the session method named in the command's docstring.
+The runtime sends the messages and runs each engine job; the job table
+(:mod:`voicebot.jobkinds`: one row per job record) says where a job runs and
+which session input, also named in the record's docstring, takes its result.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from voicebot.engines.base import Pcm
 from voicebot.protocol import ServerEvent
+from voicebot.types import Pcm
 
 __all__ = [
     "BargedIn",

@@ -1,7 +1,9 @@
-"""The one seam where engines run: blocking job functions over an :class:`EngineSet`.
+"""The one seam where engines run: blocking job functions over an
+:class:`~voicebot.engines.engine_set.EngineSet`.
 
-The session returns commands; the runtime (``server/``) turns engine commands
-into calls of :class:`CallJobs` methods on threads it owns.  Nothing here
+The session returns commands; the runtime (``server/``) runs its engine jobs on
+threads or cells it owns by calling :class:`CallJobs` methods, the
+:class:`voicebot.jobkinds.JobEngine` of the job table.  Nothing here
 creates a thread or reads configuration; every method runs to completion and
 returns a finished result.
 """
@@ -9,82 +11,25 @@ returns a finished result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from voicebot.audio.resample import resample
-from voicebot.dialog.engine import DEFAULT_REPROMPT
-from voicebot.dialog.scenario import Scenario
 from voicebot.engines.base import (
-    EntityValue,
-    IntentClassifier,
-    IntentResult,
     Pcm,
     SpeculativeStream,
-    SpeechDetector,
-    Synthesizer,
-    Transcriber,
     Transcript,
     TranscriptionStream,
 )
-from voicebot.engines.prompt_cache import CachingSynthesizer, static_prompt_sentences
+from voicebot.engines.engine_set import EngineSet
 from voicebot.errors import EngineError
+from voicebot.jobkinds import Understanding
 from voicebot.nlu.entities import extract_entities
 
-__all__ = ["CallJobs", "EngineSet", "Understanding"]
+__all__ = ["CallJobs", "Understanding"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Understanding:
-    intent: IntentResult | None
-    entities: Mapping[str, EntityValue]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSet:
-    """The models one worker uses, shared by all its calls."""
-
-    detector: SpeechDetector | None
-    """None where the VAD runs elsewhere (a cell: the front process runs it)."""
-    transcriber: Transcriber
-    classifier: IntentClassifier
-    synthesizer: Synthesizer
-
-    def prepare(self, scenario: Scenario) -> None:
-        """Scenario load: bias the ASR (one domain per listening context), train the NLU,
-        and pre-synthesize the scenario's static prompts when the TTS has a prompt cache."""
-        for name, phrases in scenario.asr_domains().items():
-            self.transcriber.prepare_domain(name=name, phrases=phrases)
-        self.classifier.train(domain=scenario.name, examples=scenario.intents)
-        if isinstance(self.synthesizer, CachingSynthesizer):
-            texts = [*static_prompt_sentences(scenario), DEFAULT_REPROMPT]
-            made = self.synthesizer.warm(texts)
-            log.info("prompt cache for %s: %d sentences, %d synthesized now",
-                     scenario.name, len(texts), made)
-
-    def warm_up(self, *, domain: str, phrase: str = "Hello, I would like to help.") -> None:
-        """Run every engine once so the first call does not pay lazy initialisation.
-
-        The ASR hears real speech (``phrase``, synthesized): recognizers that
-        adapt their feature normalisation must not start from digital silence.
-        """
-        speech = self.synthesizer.synthesize(phrase)
-        rate = self.transcriber.sample_rate_hz
-        if self.synthesizer.sample_rate_hz != rate and len(speech):
-            speech = resample(speech, in_rate_hz=self.synthesizer.sample_rate_hz,
-                              out_rate_hz=rate)
-        if self.detector is not None:
-            stream = self.detector.open_stream()
-            stream.probabilities(np.zeros(self.detector.window_samples, dtype=np.int16))
-        asr = self.transcriber.open_stream(domain=domain)
-        asr.feed(speech)
-        asr.finish()
-        self.classifier.classify(phrase, domain=domain)
 
 
 class CallJobs:

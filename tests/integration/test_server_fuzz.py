@@ -20,7 +20,7 @@ from server.client import CallerTurn, CallOptions, place_call, prepare_turns
 from server.transports import PATHS
 from tests.integration.conftest import ServerProcess, running_server
 from tests.integration.test_hardening import full_capacity, ready
-from tests.unit.test_parser_fuzz import DEEP, NATIVE, TRACE_FRAMES, mutate
+from tests.unit.fuzz_helpers import DEEP, NATIVE, TRACE_FRAMES, mutate
 from voicebot.telephony import Frame
 
 __all__: list[str] = []
@@ -43,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def _cases(count: int) -> list[tuple[str, list[Frame]]]:
     """``count`` (path, frames) cases: golden-trace calls cut short, with frames mutated
-    (tests/unit/test_parser_fuzz.py's mutator), replaced by junk, or deep JSON; on every
+    (tests/unit/fuzz_helpers.py's mutator), replaced by junk, or deep JSON; on every
     provider path, the detecting root path and the native path."""
     bases: list[tuple[list[str], list[Frame]]] = [
         ([f"/{trace.parent.name}", "/"], frames) for trace, frames in TRACE_FRAMES.items()

@@ -11,7 +11,7 @@ import pytest
 from server import auth_cli
 from server.auth import parse_auth_config
 from server.auth_schemes import Secret, SigningKey, verify_token
-from tests.unit.test_auth import KEY_1, NOW
+from tests.unit.auth_helpers import KEY_1, NOW
 from voicebot.errors import ConfigError
 
 __all__: list[str] = []

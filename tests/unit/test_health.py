@@ -26,6 +26,7 @@ from server.cell_worker import CellSpec, serve_jobs
 from server.cells import CellFailed, CellPool, CellState, JobTimedOut
 from server.health import CellHealth, HealthLimits, Verdict
 from server.runners import LocalRunner
+from voicebot.commands import Synthesize, Understand
 from voicebot.engines.base import Pcm
 from voicebot.errors import ConfigError
 from voicebot.jobs import CallJobs
@@ -264,14 +265,14 @@ async def test_an_in_process_job_times_out_and_the_call_state_is_released_after_
         runner = LocalRunner(cast(CallJobs, jobs), executor, job_timeout_s=0.2)
         started = time.monotonic()
         with pytest.raises(JobTimedOut):
-            await runner.run("understand", "hello", "bank")
+            await runner.run(Understand(turn=1, text="hello", domain="bank"))
         assert 0.2 <= time.monotonic() - started < 2.0
         await asyncio.wait_for(runner.close(), 1.0)  # does not wait for the stuck thread
         assert not jobs.closed.is_set()  # its engine state is still in use
         jobs.release.set()
         assert await asyncio.to_thread(jobs.closed.wait, 5)
         jobs.release.set()
-        assert await runner.run("understand", "again", "bank") == "again"
+        assert await runner.run(Understand(turn=2, text="again", domain="bank")) == "again"
 
 
 # ---------------------------------------------------------------------- fake cells
@@ -294,6 +295,10 @@ def sleepy_cell(spec: CellSpec, conn: Connection) -> None:
 
 SPEC = CellSpec(index=0, cpu=min(os.sched_getaffinity(0)), engine_names={}, engine_options={},
                 scenario_paths=(), default_scenario="none", prompt_cache_dir=None)
+
+
+def _sentence(text: str, index: int) -> Synthesize:
+    return Synthesize(reply=1, index=index, text=text, sample_rate_hz=16_000)
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float) -> None:
@@ -325,7 +330,7 @@ async def test_a_late_job_fails_and_its_cell_takes_no_calls_until_it_is_back() -
         cell = pool.place("a")
         started = time.monotonic()
         with pytest.raises(JobTimedOut, match=r"synthesize on cell 0 took more than 0\.3 s"):
-            await cell.submit("a", "synthesize", ("sleep 2.0", 16_000, 0))
+            await cell.submit("a", _sentence("sleep 2.0", 0))
         assert 0.3 <= time.monotonic() - started < 1.5
         assert cell.state is CellState.SUSPECT and pool.ready_cells() == []
         assert ready == [[]]
@@ -333,7 +338,7 @@ async def test_a_late_job_fails_and_its_cell_takes_no_calls_until_it_is_back() -
             pool.place("b")
         await _until(lambda: pool.ready_cells() == [cell], 5.0)  # the late result came back
         assert ready == [[], [cell.pid]] and cell.alive
-        pcm = await cell.submit("a", "synthesize", ("hello", 16_000, 0))
+        pcm = await cell.submit("a", _sentence("hello", 0))
         assert len(pcm) > 0
 
 
@@ -348,16 +353,16 @@ async def test_a_stopped_cell_is_declared_hung_killed_and_restarted(
         os.kill(victim, signal.SIGSTOP)
         stopped = time.monotonic()
         with pytest.raises(CellFailed, match="cell 0 hung"):
-            await cell.submit("a", "synthesize", ("hello", 16_000, 0))
+            await cell.submit("a", _sentence("hello", 0))
         assert 0.5 <= time.monotonic() - stopped < 0.5 + 0.1 + 1.0
         assert cell.state is CellState.DOWN and ready[0] == []
         await _until(lambda: not cell.process.is_alive(), 5.0)  # SIGKILL ends it, stopped
         await _until(lambda: bool(pool.ready_cells()), 20.0)
         fresh = pool.place("b")
         assert fresh is not cell and fresh.pid not in (None, victim)
-        assert len(await fresh.submit("b", "synthesize", ("hello", 16_000, 0))) > 0
+        assert len(await fresh.submit("b", _sentence("hello", 0))) > 0
         with pytest.raises(CellFailed):  # the old cell's dialogs cannot go on
-            await cell.submit("a", "synthesize", ("hello", 16_000, 0))
+            await cell.submit("a", _sentence("hello", 0))
     assert f"cell 0 (pid {victim}) hung: no heartbeat answer for" in caplog.text
     assert "restarting cell 0" in caplog.text
 
@@ -366,8 +371,8 @@ async def test_a_job_running_past_stuck_job_s_gets_its_cell_killed() -> None:
     async with _pool(heartbeat_interval_s=0.1, heartbeat_timeout_s=2.0, job_timeout_s=0.3,
                      stuck_job_s=1.0) as (pool, ready):
         cell = pool.place("a")
-        stuck = cell.submit("a", "synthesize", ("sleep 30", 16_000, 0))
-        queued = cell.submit("a", "synthesize", ("hello", 16_000, 1))
+        stuck = cell.submit("a", _sentence("sleep 30", 0))
+        queued = cell.submit("a", _sentence("hello", 1))
         with pytest.raises(JobTimedOut):
             await stuck
         assert cell.state is CellState.SUSPECT
@@ -386,7 +391,7 @@ async def test_a_cell_that_stopped_reading_never_blocks_the_front() -> None:
         os.kill(cell.pid, signal.SIGSTOP)
         started = time.monotonic()
         text = "x" * 4096  # a few hundred of these fill the socket; then the outbox fills
-        futures = [cell.submit("a", "synthesize", (text, 16_000, i)) for i in range(1500)]
+        futures = [cell.submit("a", _sentence(text, i)) for i in range(1500)]
         assert time.monotonic() - started < 2.0  # submitting never waited on the pipe
         with pytest.raises(CellFailed, match="cell 0 hung"):
             await futures[0]

@@ -17,14 +17,9 @@ from tokenizers import Tokenizer
 
 from voicebot.errors import EngineUnavailableError, ModelBuildError
 from voicebot.nlu.embedder import MiniLmEmbedder
-from voicebot.nlu.onnx_graph import (
-    FP32_MATMULS,
-    NluModelPaths,
-    build_graph,
-    build_models,
-    fuse_graph,
-    smooth_graph,
-)
+from voicebot.nlu.model_cache import NluModelPaths, build_models
+from voicebot.nlu.onnx_graph import build_graph
+from voicebot.nlu.onnx_optimize import FP32_MATMULS, fuse_graph, smooth_graph
 from voicebot.nlu.reference import erf, reference_embed
 from voicebot.nlu.weights import BertConfig, MiniLmWeights, find_weights_dir, load_weights
 

@@ -4,7 +4,6 @@ the dialog (``runner.close()``), lanes stop, the transport stops."""
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from server.runners import VadRunner
 from server.runtime import CallRuntime
 from voicebot.dialog.scenario import Scenario
+from voicebot.jobkinds import EngineJob, JobTag, kind_of, run_job
 from voicebot.jobs import CallJobs
 from voicebot.session import Session, SessionConfig
 from voicebot.testing import fake_engines
@@ -64,12 +64,13 @@ class _Runner:
         self._failing = failing
         self.closed = 0
 
-    async def run(self, method: str, *args: Any, tag: Hashable = None) -> Any:
+    async def run(self, job: EngineJob) -> Any:
+        method = kind_of(job).method
         if method == self._failing:
             raise RuntimeError(f"{method}: the engine's lane is dead")
-        return getattr(self._jobs, method)(*args)
+        return run_job(self._jobs, job)
 
-    def cancel(self, tag: Hashable) -> None:
+    def cancel(self, tag: JobTag) -> None:
         pass
 
     async def close(self) -> None:

@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from server.bench_accuracy_text import normalize_text, word_errors
 from server.bench_whisper_digits import (
     APT_HINT,
     LINE_RATE_HZ,
-    normalize_words,
     phone_line,
     recorded_digits,
     recorded_prompts,
     sounds_available,
-    word_errors,
 )
 from voicebot.audio.resample import resample
 from voicebot.dialog.loader import load_scenario
@@ -110,8 +109,8 @@ def test_recorded_prompts(asr: WhisperTranscriber) -> None:
     errors = words = 0
     for clip in recorded_prompts(names):
         text, decoded = _transcribe(asr, clip.pcm, "bank_card")
-        reference = normalize_words(clip.reference)
-        errors += word_errors(reference, normalize_words(text))
+        reference = normalize_text(clip.reference).split()
+        errors += word_errors(reference, normalize_text(text).split()).errors
         words += len(reference)
         assert decoded.degenerate is None, text
     assert errors / words <= 0.1

@@ -35,7 +35,7 @@ MULTILINGUAL_IDS = {token: i + 1 for token, i in EN_IDS.items()}
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Synthetic whisper-tiny (English-only, int8), shared with test_whisper_asr."""
+    """Synthetic whisper-tiny (English-only, int8), shared with the whisper unit tests."""
     return build_synthetic_whisper(
         "whisper-tiny", tmp_path_factory.getbasetemp() / "synthetic-whisper" / "whisper-tiny"
     )

@@ -11,22 +11,24 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from voicebot.dialog.parsing import (
+    ParseContext,
+    parse_intents,
+    parse_slots,
+    parse_state,
+    parse_tables,
+)
 from voicebot.dialog.scenario import (
     ENDPOINT_KEYS,
     Ask,
     ClearSlot,
     Lookup,
-    ParseContext,
     Say,
     Scenario,
     ScenarioSettings,
     SetSlot,
     State,
     Webhook,
-    parse_intents,
-    parse_slots,
-    parse_state,
-    parse_tables,
     template_fields,
 )
 from voicebot.dialog.yamlnodes import LineDict, load_yaml_with_lines

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicebot.engines.engine_set import EngineSet
 from voicebot.errors import ConfigError, EngineUnavailableError
-from voicebot.jobs import EngineSet
 
 __all__ = ["ENGINE_NAMES", "EngineOptions", "build_engine", "build_engine_set", "model_path"]
 
@@ -109,13 +109,13 @@ def _espeak(o: EngineOptions) -> Any:
 
 def _fake(kind: str) -> Callable[[EngineOptions], Any]:
     def build(o: EngineOptions) -> Any:
-        from voicebot import testing
+        from voicebot.engines import fakes
 
         cls = {
-            "vad": testing.FakeSpeechDetector,
-            "asr": testing.FakeTranscriber,
-            "nlu": testing.FakeIntentClassifier,
-            "tts": testing.FakeSynthesizer,
+            "vad": fakes.FakeSpeechDetector,
+            "asr": fakes.FakeTranscriber,
+            "nlu": fakes.FakeIntentClassifier,
+            "tts": fakes.FakeSynthesizer,
         }[kind]
         return cls(**o.options)
 

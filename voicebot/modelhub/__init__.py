@@ -17,6 +17,7 @@ from voicebot.modelhub.download import (
     download_file,
     file_sha256,
 )
+from voicebot.modelhub.locations import MODELS_DIR_ENV, user_models_dir
 from voicebot.modelhub.manifest import KINDS, Manifest, ModelEntry, ModelFile, load_manifest
 from voicebot.modelhub.mirrors import Mirror, PypiMember
 from voicebot.modelhub.pypi import DEFAULT_INDEX_URL, PackageIndex, index_from_environment
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_INDEX_URL",
     "INSTALLED_FILE",
     "KINDS",
+    "MODELS_DIR_ENV",
     "SOURCES",
     "WHEEL_CACHE_DIR",
     "ChecksumError",
@@ -64,4 +66,5 @@ __all__ = [
     "pull",
     "read_record",
     "resolve_model",
+    "user_models_dir",
 ]

@@ -68,7 +68,7 @@ class MiniLmEmbedder:
         model_dir: Path | None = None,
     ) -> MiniLmEmbedder:
         """Build the models into ``cache_dir`` if needed, then load the int8 or fp32 one."""
-        from voicebot.nlu.onnx_graph import build_models
+        from voicebot.nlu.model_cache import build_models
 
         paths = build_models(cache_dir, model_dir=model_dir)
         model = paths.int8_model if quantized else paths.fp32_model

