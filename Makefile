@@ -54,8 +54,9 @@ serve: models
 	@echo "==> serving the $(STACK) stack on ws://$(HOST):$(PORT)"
 	$(VENV)/bin/voicebot serve --stack $(STACK) --host $(HOST) --port $(PORT)
 
-## make test: set up, lint, type-check, run every test.
-test: $(STAMP) lint typecheck unit
+## make test: set up (venv, the default stack's models: the engine contract tests run the real
+## adapters), lint (ruff, import contracts), type-check, run every test.
+test: $(STAMP) models lint typecheck unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -72,12 +73,12 @@ bench-calls: $(STAMP)
 	@taskset -c $(SERVER_CPU) $(VENV)/bin/voicebot serve --stack $(BENCH_STACK) --port $(BENCH_PORT) \
 		$(SERVE_ARGS) & pid=$$!; \
 	for i in $$(seq 300); do curl -sf http://127.0.0.1:$(BENCH_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
-	taskset -c $(CLIENT_CPU) $(VENV)/bin/voicebot bench calls --url ws://127.0.0.1:$(BENCH_PORT) \
+	taskset -c $(CLIENT_CPU) $(PY) -m bench calls --url ws://127.0.0.1:$(BENCH_PORT) \
 		--server-pid $$pid $(BENCH_ARGS); rc=$$?; kill $$pid; wait $$pid; exit $$rc
 
 ## make bench-engines: every engine pinned to one core, one thread; docs/benchmarks/engines.md
 bench-engines: $(STAMP)
-	$(VENV)/bin/voicebot bench engines --cpu $(CLIENT_CPU)
+	$(PY) -m bench engines --cpu $(CLIENT_CPU)
 
 ## make bench-accuracy: accuracy on REAL human speech (Debian's Asterisk prompts and
 ## pocketsphinx-testdata, apt-installed here if missing): WER per stack, card numbers and
@@ -89,7 +90,7 @@ bench-accuracy: $(STAMP)
 	@dpkg -s $(ACCURACY_APT) >/dev/null 2>&1 || { echo "==> installing $(ACCURACY_APT)"; \
 		{ apt-get update -q && apt-get install -y -q $(ACCURACY_APT); } || \
 		{ echo "as root: apt-get update && apt-get install -y $(ACCURACY_APT)"; exit 1; }; }
-	taskset -c $(CLIENT_CPU) $(PY) -m server.bench_accuracy --server-cpu $(SERVER_CPU) \
+	taskset -c $(CLIENT_CPU) $(PY) -m bench.accuracy --server-cpu $(SERVER_CPU) \
 		$(foreach stack,$(ACCURACY_STACKS),--stack $(stack)) $(ACCURACY_ARGS)
 
 ## make load: server pinned to SERVER_CPU, Locust to CLIENT_CPU, N = 2 x server cores callers

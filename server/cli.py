@@ -1,4 +1,7 @@
-"""The ``voicebot`` command: ``serve``, ``call``, ``simulate``, ``bench`` and ``models``."""
+"""The ``voicebot`` command: ``serve``, ``call``, ``simulate``, ``models`` and ``token``.
+
+Benchmarks and the load tests' caller audio are repository tools: ``python -m bench``.
+"""
 
 from __future__ import annotations
 
@@ -94,29 +97,6 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--token", default=None, help="send 'Authorization: Bearer TOKEN'")
     sim.add_argument("--twilio-auth-token-env", default=None, metavar="VAR",
                      help="sign the connection as Twilio does, with the auth token in $VAR")
-    audio = sub.add_parser("caller-audio", help="speak a scenario's phrasebook into the load "
-                           "tests' caller audio (loadtests/audio)")
-    audio.add_argument("--scenario", type=Path, default=Path("scenarios/bank_card.yaml"))
-    audio.add_argument("--out", type=Path, default=Path("loadtests/audio"))
-    audio.add_argument("--check", action="store_true",
-                       help="regenerate in a temporary folder and compare with --out")
-    bench = sub.add_parser("bench", help="benchmarks against a running server")
-    bench.add_argument("what", choices=("calls", "engines"),
-                       help="calls: turn latency and intent accuracy against a running server; "
-                            "engines: each engine pinned to one core, one thread")
-    bench.add_argument("--cpu", type=int, default=1, help="engines: the core to pin to")
-    bench.add_argument("--quick", action="store_true", help="engines: one pass per case")
-    bench.add_argument("--config", type=Path, default=None, help="engines: for models_dir")
-    bench.add_argument("--url", default="ws://127.0.0.1:8765")
-    bench.add_argument("--repeat", type=int, default=2, help="rounds of the demo calls")
-    bench.add_argument("--server-pid", type=int, default=None, help="to report its pinning")
-    bench.add_argument("--out-dir", type=Path, default=Path("docs/benchmarks"))
-    bench.add_argument("--name", default="first-call", help="report file name (no suffix)")
-    bench.add_argument("--stack", default=None, help="models label for the report")
-    bench.add_argument("--calls-at-once", type=int, default=1,
-                       help="concurrent copies of each demo call in the latency runs")
-    bench.add_argument("--latency-only", action="store_true",
-                       help="skip intent accuracy (for synthetic models)")
 
     from .auth_cli import register as register_token
     from .models_cli import register as register_models
@@ -196,45 +176,6 @@ def _simulate(args: argparse.Namespace) -> int:
     return run_simulation(getattr(args, "turns", None) or [], options)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
-
-    _configure_logging(args.log_level or "WARNING")
-    if args.what == "engines":
-        from .bench_engines import run_engine_bench
-        from .config import load_config
-
-        config = load_config(args.config)
-        run_engine_bench(out_dir=args.out_dir, models_dir=config.models_dir, cpu=args.cpu,
-                         quick=args.quick)
-        return 0
-    from .bench import DEFAULT_STACK
-
-    run_bench(url=args.url, repeat=args.repeat, out_dir=args.out_dir,
-              server_pid=args.server_pid, stack=args.stack or DEFAULT_STACK, name=args.name,
-              accuracy=not args.latency_only, calls_at_once=args.calls_at_once)
-    return 0
-
-
-def _caller_audio(args: argparse.Namespace) -> int:
-    from .caller_audio import build_caller_audio, check_caller_audio
-
-    _configure_logging(args.log_level or "WARNING")
-    if not args.check:
-        manifest = build_caller_audio(args.scenario, args.out)
-        print(f"{len(manifest['phrases'])} phrases written to {args.out}")
-        return 0
-    problems = check_caller_audio(args.scenario, args.out)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
-        print(f"{args.out} is out of date: run `voicebot caller-audio --out {args.out}`",
-              file=sys.stderr)
-        return 1
-    print(f"{args.out} matches a fresh build")
-    return 0
-
-
 def _token(args: argparse.Namespace) -> int:
     from .auth_cli import run as run_token
 
@@ -258,8 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     args = _parser().parse_args(argv)
     try:
-        handlers = {"serve": _serve, "call": _call, "simulate": _simulate, "bench": _bench,
-                    "models": _models, "caller-audio": _caller_audio, "token": _token}
+        handlers = {"serve": _serve, "call": _call, "simulate": _simulate,
+                    "models": _models, "token": _token}
         return handlers[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``voicebot bench accuracy`` end to end on a few REAL recordings, lite stack.
+"""``python -m bench accuracy`` end to end on a few REAL recordings, lite stack.
 
 WER over three Asterisk prompts and three LibriVox clips through the server's
 codec / VAD / endpointing path, two card-number calls and a few intent calls
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from server.bench_accuracy import run_accuracy_bench
-from server.speechdata import (
+from bench.accuracy import run_accuracy_bench
+from bench.speechdata import (
     APT_INSTALL,
     SpeechDataMissingError,
     asterisk_digit,

@@ -102,7 +102,7 @@ async def test_a_spoken_card_number_ends_its_turn_once_complete(
     """Recorded human digits "4 2 1 7" (Debian's Asterisk prompts, 250 ms apart): the
     speculative decode 200 ms into the pause holds four digits, so the turn ends there
     instead of after the 800 ms a digit string otherwise gets."""
-    from server.speechdata import SpeechDataMissingError, asterisk_digit, read_wav, trim_silence
+    from bench.speechdata import SpeechDataMissingError, asterisk_digit, read_wav, trim_silence
 
     try:
         recordings = [read_wav(asterisk_digit(d)) for d in "4217"]

@@ -1,4 +1,4 @@
-"""``server.bench_engines`` in quick mode on the cheap engines, and its error paths."""
+"""``bench.engines`` in quick mode on the cheap engines, and its error paths."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server import bench_engines
-from server.bench_engines import EngineCase, run_engine_bench
+from bench import engines as bench_engines
+from bench.engines import EngineCase, run_engine_bench
 from voicebot.errors import ConfigError
 
 __all__: list[str] = []

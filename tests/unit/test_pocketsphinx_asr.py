@@ -11,6 +11,7 @@ import pytest
 import soxr
 import yaml
 
+from bench.speechdata import LIBRIVOX_DIR, read_wav
 from voicebot.engines.arpa import build_arpa, normalize_phrase
 from voicebot.engines.base import Pcm, Transcriber, Transcript
 from voicebot.engines.espeak_tts import EspeakSynthesizer
@@ -170,10 +171,18 @@ def test_domain_prepared_after_streams_reaches_free_decoders(tts: EspeakSynthesi
     assert "balance" in _transcribe(asr, _speech(tts, "what is my balance")).text.split()
 
 
-def test_general_model_without_domain(tts: EspeakSynthesizer) -> None:
-    asr = PocketsphinxTranscriber()
-    result = _transcribe(asr, _speech(tts, "this time of year"), domain=None)
-    assert {"time", "year"} & set(result.text.split()), result.text
+def test_general_model_without_domain() -> None:
+    # A recorded human voice (LibriVox, pocketsphinx-testdata): espeak-ng speech heard
+    # by the general model varied from run to run ("this time of year" once came back
+    # as "the sight of you"), a recording does not.
+    clip = LIBRIVOX_DIR / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    if not clip.is_file():
+        pytest.skip("apt-get install pocketsphinx-testdata: its LibriVox clips are not here")
+    pcm, rate = read_wav(clip)
+    assert rate == 16_000
+    result = _transcribe(PocketsphinxTranscriber(), pcm, domain=None)  # "he was not an ill
+    heard = set(result.text.split())  # disposed young man": nothing like the bank's words
+    assert len({"he", "was", "not", "young", "man"} & heard) >= 3, result.text
 
 
 def test_normalize_phrase() -> None:

@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.bench_accuracy_stacks import load_stack, parse_overrides, served_config_text
-from server.bench_accuracy_text import (
+from bench.accuracy_stacks import load_stack, parse_overrides, served_config_text
+from bench.accuracy_text import (
     WordErrors,
     join_spacing,
     normalize_text,
     sum_errors,
     word_errors,
 )
-from server.bench_accuracy_wer import rescore, score
-from server.speechdata import (
+from bench.accuracy_wer import rescore, score
+from bench.speechdata import (
     APT_INSTALL,
     SpeechDataMissingError,
     asterisk_prompts,

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.bench_accuracy_text import normalize_text, word_errors
-from server.bench_whisper_digits import (
+from bench.accuracy_text import normalize_text, word_errors
+from bench.whisper_digits import (
     APT_HINT,
     LINE_RATE_HZ,
     phone_line,

@@ -1,4 +1,4 @@
-"""Real recorded speech for ``voicebot bench accuracy``: where Debian puts it, and its texts.
+"""Real recorded speech for ``python -m bench accuracy``: where Debian puts it, and its texts.
 
 Two corpora of human speech, installed as Debian packages (never committed here)::
 
@@ -17,7 +17,7 @@ Two corpora of human speech, installed as Debian packages (never committed here)
   *Sense and Sensibility*, 16 kHz WAV under ``/usr/share/pocketsphinx/test/data/librivox/``
   with CMU Sphinx transcripts in ``transcription``: ``<s> words </s> (file-id)``.
 
-Text normalisation and WER are in :mod:`server.bench_accuracy_text`.
+Text normalisation and WER are in :mod:`bench.accuracy_text`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 from voicebot.engines.base import Pcm
 from voicebot.errors import VoicebotError
 
-from .bench_accuracy_text import normalize_text
+from .accuracy_text import normalize_text
 
 __all__ = [
     "APT_INSTALL",

@@ -1,6 +1,6 @@
 """Whisper on recorded speech over a phone line: card digits right, prompt WER, decode time.
 
-``python -m server.bench_whisper_digits`` (pinned: ``taskset -c 1``, or ``--cpu 1``).
+``python -m bench.whisper_digits`` (pinned: ``taskset -c 1``, or ``--cpu 1``).
 Inputs, all 8 kHz, through G.711 μ-law in 20 ms frames and the server's stream
 resampler to 16 kHz (as a call's audio reaches the ASR):
 
@@ -44,7 +44,7 @@ from voicebot.audio.codecs import AudioEncoding, decode, encode
 from voicebot.audio.resample import StreamResampler, resample
 from voicebot.whisper.decoding import EncoderWindow
 
-from .bench_accuracy_text import normalize_text, word_errors
+from .accuracy_text import normalize_text, word_errors
 from .speechdata import parse_asterisk_texts
 
 __all__ = [
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            prompts=prompts == "scenario")  # fmt: skip
                 rows.append({"model": name, "window": window, "prompts": prompts, **row})
                 print(json.dumps(rows[-1]), flush=True)
-    command = f"{pinned}python -m server.bench_whisper_digits " + " ".join(argv or sys.argv[1:])
+    command = f"{pinned}python -m bench.whisper_digits " + " ".join(argv or sys.argv[1:])
     meta = {
         "date": dt.date.today().isoformat(), "cpu": _cpu_model(),
         "affinity": ",".join(map(str, sorted(os.sched_getaffinity(0)))),

@@ -1,4 +1,4 @@
-"""``voicebot bench calls``: turn latency and intent accuracy over real calls.
+"""``python -m bench calls``: turn latency and intent accuracy over real calls.
 
 Drives a running server (start it pinned, e.g. ``make bench-calls``) with the
 ``voicebot call`` client: the demo calls for latency (one at a time), then
@@ -22,7 +22,7 @@ from typing import Any
 
 from websockets.exceptions import InvalidStatus
 
-from .client import CallerTurn, CallOptions, TurnReport, place_call, prepare_turns
+from server.client import CallerTurn, CallOptions, TurnReport, place_call, prepare_turns
 
 __all__ = ["DEMO_CALLS", "OUT_OF_DOMAIN", "PHRASINGS", "run_bench"]
 

@@ -1,4 +1,4 @@
-"""``voicebot caller-audio``: the load tests' caller speech, made from a scenario's phrasebook.
+"""``python -m bench caller-audio``: the load tests' caller speech, made from a scenario's phrasebook.
 
 Every phrase a caller may say in the scenario (``Scenario.phrases()``: the
 intent examples plus the answers to its slot questions) is spoken by espeak-ng
@@ -24,13 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from server.client import save_wav
 from voicebot.audio.codecs import AudioEncoding, encode
 from voicebot.audio.resample import resample
 from voicebot.dialog.loader import load_scenario
 from voicebot.engines.base import Pcm
 from voicebot.nlu.entities import extract_entities
-
-from .client import save_wav
 
 __all__ = ["MANIFEST", "build_caller_audio", "check_caller_audio"]
 
@@ -94,7 +93,7 @@ def build_caller_audio(scenario_path: Path, out_dir: Path) -> dict[str, Any]:
     manifest = {
         "scenario": scenario.name,
         "voice": f"espeak-ng {scenario.language} {_WPM} wpm (synthetic caller speech)",
-        "generated_by": "voicebot caller-audio (server/caller_audio.py)",
+        "generated_by": "python -m bench caller-audio (bench/caller_audio.py)",
         "phrases": phrases,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -1,7 +1,7 @@
-"""The engine cases of ``voicebot bench engines``: what each case loads and times.
+"""The engine cases of ``python -m bench engines``: what each case loads and times.
 
 Each ``_measure_*`` runs inside the pinned child process started by
-:mod:`server.bench_engines`; it times the adapter and the raw library call on the
+:mod:`bench.engines`; it times the adapter and the raw library call on the
 same inputs and returns one report row.
 """
 
@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .bench_engine_kit import (
+from server.paths import default_scenarios_dir
+
+from .engine_kit import (
     SAMPLE_RATE_HZ,
     EngineCase,
     Inputs,
@@ -31,7 +33,6 @@ from .bench_engine_kit import (
     result_row,
     rss_mb,
 )
-from .paths import default_scenarios_dir
 
 __all__ = ["BOT_REPLIES", "CALLER_UTTERANCES", "CASES"]
 

@@ -1,6 +1,6 @@
-"""The kit of ``voicebot bench engines`` cases: inputs, a case, timing and report rows.
+"""The kit of ``python -m bench engines`` cases: inputs, a case, timing and report rows.
 
-Shared by every case in :mod:`server.bench_engine_cases`: the case record, the
+Shared by every case in :mod:`bench.engine_cases`: the case record, the
 inputs a case gets, paired timing of an adapter against the raw library call,
 and the report row built from the timings.
 """

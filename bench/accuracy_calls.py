@@ -1,4 +1,4 @@
-"""Whole calls for ``voicebot bench accuracy``: a real ``voicebot serve`` pinned to one
+"""Whole calls for ``python -m bench accuracy``: a real ``voicebot serve`` pinned to one
 core, the benchmark's caller (``server.client.place_call``, the ``voicebot call``
 client) on another, G.711 μ-law at 8 kHz in 20 ms frames at real-time pace.
 
@@ -7,8 +7,8 @@ client) on another, G.711 μ-law at 8 kHz in 20 ms frames at real-time pace.
   trimmed, 150-350 ms natural gaps, seeded).  Right when the bot's reply reads back
   exactly those four digits ("... card ending in 4217 ...").
 * **Intents**: single-turn calls from the greeting, one caller phrasing each (not among
-  the scenario's examples: :data:`server.bench.PHRASINGS`, and
-  :data:`server.bench.OUT_OF_DOMAIN` that should stay ``fallback``), spoken by espeak-ng
+  the scenario's examples: :data:`bench.calls.PHRASINGS`, and
+  :data:`bench.calls.OUT_OF_DOMAIN` that should stay ``fallback``), spoken by espeak-ng
   and by a Piper voice; right when the ``intent`` event names the meant intent.
 """
 
@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 from websockets.exceptions import InvalidStatus
 
+from server.client import CallerTurn, CallOptions, TurnReport, place_call
 from voicebot.audio.resample import resample
 from voicebot.engines.base import Pcm, Synthesizer
 
-from .bench_accuracy_wer import LINE, CallerLine
-from .client import CallerTurn, CallOptions, TurnReport, place_call
+from .accuracy_wer import LINE, CallerLine
 from .speechdata import asterisk_digit, read_wav, trim_silence
 
 __all__ = ["CardCall", "ServedStack", "card_calls", "intent_calls", "make_cards", "serve"]
@@ -80,7 +80,7 @@ def serve(config: Path, *, work_dir: Path, port: int, cpu: int | None,
     block ends (SIGTERM, then SIGKILL); its log in ``work_dir/server.log``.  Admission
     is widened (``dialogs`` per core, no SLO refusals): accuracy does not depend on it."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", __package__ or "server", "serve", "--config", str(config),
+    command = [sys.executable, "-m", "server", "serve", "--config", str(config),
                "--port", str(port), "--dialogs-per-core", str(dialogs), "--slo-p95-ms", "1e9"]
     if cpu is not None:
         if shutil.which("taskset") is None:

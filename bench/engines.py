@@ -1,6 +1,6 @@
-"""``voicebot bench engines``: each engine alone on one pinned core, one thread.
+"""``python -m bench engines``: each engine alone on one pinned core, one thread.
 
-Each case runs in a fresh ``python -m server.bench_engines`` process pinned with
+Each case runs in a fresh ``python -m bench.engines`` process pinned with
 ``os.sched_setaffinity`` before anything is loaded, so its VmRSS growth (import,
 model load, one warm-up call) is the engine's alone.  There it times, on the same
 inputs, the adapter (p50/p95 of what a call waits for; real-time factor = compute
@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from server.paths import default_scenarios_dir
 from voicebot.errors import ConfigError, EngineUnavailableError
 
-from .bench_engine_cases import BOT_REPLIES, CALLER_UTTERANCES, CASES
-from .bench_engine_kit import EngineCase, Inputs, Unavailable
-from .paths import default_scenarios_dir
+from .engine_cases import BOT_REPLIES, CALLER_UTTERANCES, CASES
+from .engine_kit import EngineCase, Inputs, Unavailable
 
 __all__ = ["BOT_REPLIES", "CALLER_UTTERANCES", "CASES", "EngineCase", "main", "run_engine_bench"]
 
@@ -85,7 +85,7 @@ def _run_case(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", f"{__package__ or 'server'}.bench_engines", json.dumps(job)],
+            [sys.executable, "-m", "bench.engines", json.dumps(job)],
             cwd=REPO_ROOT,
             env=env, text=True, capture_output=True, timeout=_CHILD_TIMEOUT_S, check=False,
         )  # fmt: skip
@@ -193,7 +193,7 @@ def _markdown(results: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Child (``python -m server.bench_engines JOB_JSON``): pin, measure, print the row."""
+    """Child (``python -m bench.engines JOB_JSON``): pin, measure, print the row."""
     job = json.loads((sys.argv[1:] if argv is None else argv)[0])
     os.sched_setaffinity(0, {job["cpu"]})  # before any engine library or model is loaded
     case = next(c for c in CASES if c.name == job["case"])

@@ -1,4 +1,4 @@
-"""The stacks ``voicebot bench accuracy`` measures, read from the same config files a
+"""The stacks ``python -m bench accuracy`` measures, read from the same config files a
 user serves (``voicebot serve --config server/configs/bench-<stack>.yaml``).
 
 A stack is a server configuration file.  Its engines are built in this process
@@ -20,14 +20,13 @@ from typing import Any
 
 import yaml
 
+from server.config import ServerConfig, load_config
+from server.paths import default_configs_dir
 from voicebot.dialog.loader import load_scenario
 from voicebot.dialog.scenario import Scenario
 from voicebot.engines.registry import EngineOptions, build_engine
 from voicebot.errors import ConfigError
 from voicebot.vad.endpointer import EndpointConfig
-
-from .config import ServerConfig, load_config
-from .paths import default_configs_dir
 
 __all__ = ["CONFIGS_DIR", "Stack", "endpoint_config", "load_stack", "parse_overrides",
            "served_config_text"]

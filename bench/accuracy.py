@@ -1,11 +1,11 @@
-"""``voicebot bench accuracy`` / ``make bench-accuracy``: accuracy on REAL human speech.
+"""``python -m bench accuracy`` / ``make bench-accuracy``: accuracy on REAL human speech.
 
-For each stack (a server config file, :mod:`server.bench_accuracy_stacks`):
+For each stack (a server config file, :mod:`bench.accuracy_stacks`):
 
 * ``wer-asterisk`` / ``wer-librivox``: word error rate on ~550 recorded Asterisk
   telephone prompts and on the five LibriVox clips of ``pocketsphinx-testdata``,
   each through the server's own codec / resampling / VAD / endpointing code at
-  8 kHz μ-law (:mod:`server.bench_accuracy_wer`), engines built from the config;
+  8 kHz μ-law (:mod:`bench.accuracy_wer`), engines built from the config;
 * ``cards``: 16 balance calls whose card number is said with recorded human digits,
   against a real ``voicebot serve`` pinned to ``--server-cpu``;
 * ``intents``: single-turn calls with held-out phrasings, spoken by espeak-ng and
@@ -14,7 +14,7 @@ For each stack (a server config file, :mod:`server.bench_accuracy_stacks`):
 Each measure's result is kept in ``--work-dir/<stack>/<measure>.json`` and the
 report (``docs/benchmarks/accuracy.md`` + ``.json``) is rebuilt from every result
 there, so stacks and measures can be run one at a time.  Speech data: Debian
-packages (:mod:`server.speechdata`, ``APT_INSTALL``).
+packages (:mod:`bench.speechdata`, ``APT_INSTALL``).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from server.config import REPO_ROOT, load_config
 from voicebot.engines.base import Pcm
 from voicebot.engines.registry import EngineOptions, build_engine
 
-from .bench import OUT_OF_DOMAIN, PHRASINGS, _cpu_model
-from .bench_accuracy_calls import (
+from .accuracy_calls import (
     CardCall,
     card_calls,
     intent_calls,
@@ -44,16 +44,16 @@ from .bench_accuracy_calls import (
     serve,
     speak,
 )
-from .bench_accuracy_report import render_markdown
-from .bench_accuracy_stacks import (
+from .accuracy_report import render_markdown
+from .accuracy_stacks import (
     Stack,
     endpoint_config,
     load_stack,
     parse_overrides,
     served_config_text,
 )
-from .bench_accuracy_wer import LINE, phone_line_frames, rescore, run_wer, transcribe
-from .config import REPO_ROOT, load_config
+from .accuracy_wer import LINE, phone_line_frames, rescore, run_wer, transcribe
+from .calls import OUT_OF_DOMAIN, PHRASINGS, _cpu_model
 from .speechdata import Recording, asterisk_prompts, librivox_clips
 
 __all__ = ["DEFAULT_STACKS", "MEASURES", "main", "register", "run", "run_accuracy_bench"]
@@ -291,7 +291,7 @@ def _slim(report: dict[str, Any]) -> dict[str, Any]:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
              name: str = "accuracy") -> argparse.ArgumentParser:
-    """Add the ``accuracy`` command (e.g. under ``voicebot bench``); ``run`` runs it."""
+    """Add the ``accuracy`` command (e.g. under ``python -m bench``); ``run`` runs it."""
     parser = subparsers.add_parser(name, help="accuracy on real human speech (WER, card "
                                    "numbers, intents); docs/benchmarks/accuracy.md")
     add_arguments(parser)
@@ -326,7 +326,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``voicebot bench accuracy`` with parsed ``args``."""
+    """Run ``python -m bench accuracy`` with parsed ``args``."""
     if args.report_only:
         write_report(work_dir=args.work_dir, out_dir=args.out_dir)
         return 0
@@ -343,11 +343,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m server.bench_accuracy``: the same as ``voicebot bench accuracy``."""
+    """``python -m bench.accuracy``: the same as ``python -m bench accuracy``."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-    parser = argparse.ArgumentParser(prog="python -m server.bench_accuracy",
+    parser = argparse.ArgumentParser(prog="python -m bench.accuracy",
                                      description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The Markdown report of ``voicebot bench accuracy`` (docs/benchmarks/accuracy.md)."""
+"""The Markdown report of ``python -m bench accuracy`` (docs/benchmarks/accuracy.md)."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Reproduce: `make bench-accuracy` (server and client pinned apart with `taskset`); "
         "speech from Debian: `apt-get install -y asterisk-core-sounds-en-wav "
         "asterisk-core-sounds-en pocketsphinx-testdata`. How it is measured: "
-        "`server/bench_accuracy.py`.", "",
+        "`bench/accuracy.py`.", "",
         f"- CPU: {meta['cpu']}; report generated {meta['generated']}",
         f"- caller line: {meta['line']}, everything through the server's own codec, "
         "resampling (8 → 16 kHz), Silero VAD and endpointing: WER runs that code and the "
@@ -162,10 +162,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         "- WER: **real human speech**: Asterisk core prompts (one professional voice, "
         "recorded at 8 kHz) and LibriVox clips (pocketsphinx-testdata, 16 kHz read speech, "
         "taken down to the 8 kHz line); open dictation (no scenario bias); "
-        "text normalised by `server/bench_accuracy_text.py` (numbers: one word per digit)",
+        "text normalised by `bench/accuracy_text.py` (numbers: one word per digit)",
         "- card numbers: whole balance calls against `voicebot serve`; \"what is my balance\" "
         "in espeak-ng (synthetic), the four digits in the **real recorded** Asterisk voice",
-        f"- intents: held-out phrasings (`server/bench.py`), **synthetic** caller voices: "
+        f"- intents: held-out phrasings (`bench/calls.py`), **synthetic** caller voices: "
         f"{', '.join(meta['caller_voices'])}",
         "- calls run at real-time pace, so where the VAD windows fall in the caller's speech "
         "differs from run to run, and pocketsphinx adapts its channel mean across "

@@ -41,7 +41,7 @@ from voicebot.vad.endpointer import (
     SpeechStarted,
 )
 
-from .bench_accuracy_text import (
+from .accuracy_text import (
     WordErrors,
     join_spacing,
     normalize_text,

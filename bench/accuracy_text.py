@@ -1,4 +1,4 @@
-"""Text normalisation and word error rate for ``voicebot bench accuracy``.
+"""Text normalisation and word error rate for ``python -m bench accuracy``.
 
 :func:`normalize_text` puts a reference text and a recogniser's output in the same
 form before they are compared, so that only what was *heard* differently counts,
