@@ -1,4 +1,4 @@
-"""``python -m bench caller-audio``: the load tests' caller speech, made from a scenario's phrasebook.
+"""``python -m bench caller-audio``: the load tests' caller speech, from a scenario's phrasebook.
 
 Every phrase a caller may say in the scenario (``Scenario.phrases()``: the
 intent examples plus the answers to its slot questions) is spoken by espeak-ng

@@ -84,7 +84,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--vb-turn-csv", default="",
                         help="write every raw measurement here (CSV)")
     parser.add_argument("--vb-audio-dir", default=str(AUDIO_DIR),
-                        help="caller audio made by `voicebot caller-audio`")
+                        help="caller audio made by `python -m bench caller-audio`")
 
 
 @events.init.add_listener

@@ -1,8 +1,10 @@
 """``voicebot call``: a caller over the native protocol, at real-time pace.
 
-It streams 20 ms frames continuously (silence between turns, like a phone
-line), plays one caller turn at a time once the bot has finished speaking,
-saves the bot's audio and prints one JSON line per turn.
+The calling is :class:`voicebot.caller.ScriptedCaller`'s: it streams 20 ms frames
+continuously (silence between turns, like a phone line) and plays one caller turn at
+a time once the bot has finished speaking.  This module is its asyncio driver
+(:func:`drive`, ``voicebot simulate``'s too): it reads the caller's audio, connects,
+carries messages and wake-ups, saves the bot's audio and prints one JSON line per turn.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import time
 import uuid
 import wave
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +26,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from voicebot import protocol as p
-from voicebot.audio.codecs import AudioEncoding, decode, encode
+from voicebot.audio.codecs import AudioEncoding
 from voicebot.audio.resample import resample
-from voicebot.engines.base import Pcm
+from voicebot.caller import ScriptedCaller
+from voicebot.caller_script import (
+    CallEnd,
+    CallScript,
+    ReplyEnd,
+    Turn,
+    TurnRecord,
+    speech_end_ms,
+    speech_turn,
+)
+from voicebot.telephony.dialects import DIALECTS
+from voicebot.types import Pcm
 
-__all__ = ["CallOptions", "CallerTurn", "TurnReport", "load_wav", "place_call", "speech_end_ms"]
+__all__ = ["CallOptions", "CallerTurn", "TurnReport", "drive", "load_wav", "place_call",
+           "prepare_turns", "run_call", "save_wav", "script_turns", "speech_end_ms"]
 
 log = logging.getLogger(__name__)
-_FRAME_MS = 20
-_END_GRACE_S = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,17 @@ class CallOptions:
     """Sent as ``Authorization: Bearer`` (the server's auth.native.tokens)."""
 
 
+_DETAIL = {p.Hangup: lambda e: e.reason, p.Transfer: lambda e: e.target,
+           p.ErrorEvent: lambda e: e.code}
+
+
+def _end(end: CallEnd | None) -> str | None:
+    """``hangup:REASON``, ``transfer:TARGET``, ``error:CODE``, ``timeout`` or ``closed``."""
+    if end is None or end.how == "timeout" or end.event is None:
+        return None if end is None else end.how
+    return f"{end.event.type}:{_DETAIL[type(end.event)](end.event)}"
+
+
 @dataclass(slots=True)
 class TurnReport:
     turn: int
@@ -64,6 +86,11 @@ class TurnReport:
     latency_ms: float | None = None
     confidence: float | None = None
     end: str | None = None
+
+    @classmethod
+    def of(cls, record: TurnRecord) -> TurnReport:
+        return cls(record.turn, record.transcript, record.intent, record.bot_text,
+                   record.latency_ms, record.confidence, _end(record.end))
 
     def as_json(self) -> str:
         return json.dumps({
@@ -86,161 +113,67 @@ def load_wav(path: Path, *, sample_rate_hz: int) -> Pcm:
                                                        out_rate_hz=sample_rate_hz)
 
 
-def speech_end_ms(pcm: Pcm, sample_rate_hz: int, *, threshold: int = 300) -> float:
-    """Where speech ends in ``pcm`` (last sample louder than ``threshold``), in ms."""
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
-    return (int(loud[-1]) + 1 if len(loud) else 0) * 1000.0 / sample_rate_hz
+def script_turns(turns: Sequence[tuple[CallerTurn, Pcm | None]], encoding: AudioEncoding,
+                 rate_hz: int, *, pause_ms: int) -> tuple[Turn, ...]:
+    """The scripted caller's turns: keys, or speech as line frames (ending at its last
+    loud sample)."""
+    def one(turn: CallerTurn, pcm: Pcm | None) -> Turn:
+        if turn.kind == "dtmf":
+            return Turn(keys=turn.value, pause_s=pause_ms / 1000)
+        assert pcm is not None
+        return speech_turn(pcm, encoding, rate_hz, pause_s=pause_ms / 1000)
+
+    return tuple(one(turn, pcm) for turn, pcm in turns)
 
 
-class _Line:
-    """The phone line: frames go out every 20 ms; caller audio replaces silence."""
-
-    def __init__(self, ws: ClientConnection, options: CallOptions) -> None:
-        self.ws = ws
-        self.encoding = AudioEncoding(options.encoding)
-        self.rate = options.sample_rate_hz
-        self.frame_samples = self.rate * _FRAME_MS // 1000
-        self.silence = encode(np.zeros(self.frame_samples, dtype=np.int16), self.encoding)
-        self.playing: deque[bytes] = deque()
-        self.finished = asyncio.Event()
-
-    def play(self, pcm: Pcm) -> None:
-        data = encode(pcm, self.encoding)
-        size = len(self.silence)
-        self.playing = deque(data[i : i + size] for i in range(0, len(data), size))
-        self.finished.clear()
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time()
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                frame = self.playing.popleft() if self.playing else self.silence
-                await self.ws.send(frame)
-                if not self.playing:
-                    self.finished.set()
-                deadline += _FRAME_MS / 1000
-                await asyncio.sleep(max(0.0, deadline - loop.time()))
-
-
-class _Listener:
-    """Collects the server's events and audio, and tracks the bot's playout."""
-
-    def __init__(self, encoding: AudioEncoding, rate: int) -> None:
-        self.encoding, self.rate = encoding, rate
-        self.audio: list[Pcm] = []
-        self.events: asyncio.Queue[tuple[float, p.ServerEvent | None]] = asyncio.Queue()
-        self.first_audio_at: float | None = None
-        self.playout_end = 0.0
-
-    async def run(self, ws: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            async for message in ws:
-                now = loop.time()
-                if isinstance(message, bytes):
-                    pcm = decode(message, self.encoding)
-                    self.audio.append(pcm)
-                    if self.first_audio_at is None:
-                        self.first_audio_at = now
-                    self.playout_end = max(self.playout_end, now) + len(pcm) / self.rate
-                else:
-                    event = p.decode_server_event(message)
-                    if isinstance(event, p.Clear):
-                        self.playout_end = now
-                    await self.events.put((now, event))
-        except ConnectionClosed:
-            pass
-        finally:
-            await self.events.put((loop.time(), None))
-
-
-async def _await_reply(listener: _Listener, report: TurnReport, timeout_s: float) -> bool:
-    """Fill ``report`` until the bot's reply ends; False when the call is over."""
+async def drive(ws: ClientConnection, caller: ScriptedCaller) -> None:
+    """Run ``caller``'s call over ``ws`` until it is over (messages stamped on arrival)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    reply_done = False
-    while True:
-        try:
-            _, event = await asyncio.wait_for(listener.events.get(), deadline - loop.time())
-        except TimeoutError:
-            if reply_done:
-                return True
-            report.end = "timeout"
-            return False
-        if event is None:
-            report.end = report.end or "closed"
-            return False
-        if isinstance(event, p.TranscriptEvent):
-            report.transcript = event.text
-        elif isinstance(event, p.IntentEvent):
-            report.intent, report.confidence = event.intent, event.confidence
-        elif isinstance(event, p.BotSpeechStart):
-            report.bot_text = event.text
-        elif isinstance(event, p.BotSpeechEnd) and not event.interrupted:
-            # A transfer or hang-up follows the last reply at once: look briefly.
-            reply_done = True
-            deadline = loop.time() + _END_GRACE_S
-        elif isinstance(event, p.Transfer | p.Hangup):
-            detail = event.target if isinstance(event, p.Transfer) else event.reason
-            report.end = f"{event.type}:{detail}"
-        elif isinstance(event, p.ErrorEvent):
-            log.warning("server error %s: %s", event.code, event.message)
-            if event.fatal:
-                report.end = f"error:{event.code}"
+    inbox: asyncio.Queue[tuple[float, str | bytes | None]] = asyncio.Queue()
+
+    async def receive() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                inbox.put_nowait((loop.time(), message))
+        inbox.put_nowait((loop.time(), None))
+
+    receiver = asyncio.create_task(receive())
+    actions = caller.start(loop.time())
+    try:
+        while True:
+            with contextlib.suppress(ConnectionClosed):
+                for message in actions.send:
+                    await ws.send(message)
+            if actions.wake_at is None:
+                return
+            try:
+                at, got = await asyncio.wait_for(inbox.get(), actions.wake_at - loop.time())
+            except TimeoutError:
+                actions = caller.wake(loop.time())
+                continue
+            actions = caller.closed(ws.close_code, ws.close_reason, at) if got is None \
+                else caller.receive(got, at)
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
 
 
 async def place_call(
     turns: Sequence[tuple[CallerTurn, Pcm | None]], options: CallOptions
 ) -> tuple[list[TurnReport], Pcm]:
     """Run one call; returns a report per turn (0 = greeting) and all bot audio."""
-    loop = asyncio.get_running_loop()
+    dialect = DIALECTS["native"](options.call_id)
+    dialect.encoding, dialect.rate = AudioEncoding(options.encoding), options.sample_rate_hz
+    script = CallScript(script_turns(turns, dialect.encoding, dialect.rate,
+                                     pause_ms=options.pause_ms),
+                        scenario=options.scenario, turn_timeout_s=options.turn_timeout_s,
+                        reply_end=ReplyEnd.EVENTS)
+    caller = ScriptedCaller(dialect, script)
     headers = {"Authorization": f"Bearer {options.token}"} if options.token else {}
     async with connect(options.url, max_size=2**20, additional_headers=headers) as ws:
-        start = p.Start(call_id=options.call_id, encoding=options.encoding,
-                        sample_rate_hz=options.sample_rate_hz, scenario=options.scenario)
-        await ws.send(p.encode_client_message(start))
-        line = _Line(ws, options)
-        listener = _Listener(line.encoding, line.rate)
-        tasks = [asyncio.create_task(line.run()), asyncio.create_task(listener.run(ws))]
-        reports: list[TurnReport] = []
-        try:
-            sent_at = loop.time()
-            greeting = TurnReport(turn=0)
-            alive = await _await_reply(listener, greeting, options.turn_timeout_s)
-            if listener.first_audio_at is not None:
-                greeting.latency_ms = (listener.first_audio_at - sent_at) * 1000
-            reports.append(greeting)
-            for number, (turn, pcm) in enumerate(turns, start=1):
-                if not alive:
-                    break
-                await asyncio.sleep(max(0.0, listener.playout_end - loop.time())
-                                    + options.pause_ms / 1000)
-                report = TurnReport(turn=number)
-                listener.first_audio_at = None
-                if turn.kind == "dtmf":
-                    await ws.send(p.encode_client_message(p.Dtmf(turn.value)))
-                    spoke_until = loop.time()
-                else:
-                    assert pcm is not None
-                    line.play(pcm)
-                    began = loop.time()
-                    spoke_until = began + speech_end_ms(pcm, line.rate) / 1000
-                alive = await _await_reply(listener, report, options.turn_timeout_s)
-                if listener.first_audio_at is not None:
-                    report.latency_ms = (listener.first_audio_at - spoke_until) * 1000
-                reports.append(report)
-            if alive:
-                await asyncio.sleep(max(0.0, listener.playout_end - loop.time()))
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send(p.encode_client_message(p.Stop()))
-        finally:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await asyncio.gather(*tasks)
-    audio = np.concatenate(listener.audio) if listener.audio else np.zeros(0, np.int16)
-    return reports, audio
+        await drive(ws, caller)
+    return [TurnReport.of(r) for r in caller.records], caller.line.bot_audio()
 
 
 def save_wav(path: Path, pcm: Pcm, sample_rate_hz: int) -> None:

@@ -55,6 +55,24 @@ def http_status(url: str, *, headers: Mapping[str, str] | None = None) -> int:
         return exc.code
 
 
+def wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_path: Path, *,
+               timeout_s: float = 300.0) -> None:
+    """Until ``base_url``/readyz answers 200 (the first run builds the NLU model); the
+    test fails with the server's log if it exits or is not ready in ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited early:\n{log_path.read_text()}")
+        try:
+            if http_status(f"{base_url}/readyz") == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"server not ready:\n{log_path.read_text()}")
+        time.sleep(0.2)
+
+
 @dataclass(frozen=True)
 class ServerProcess:
     url: str
@@ -89,18 +107,7 @@ def running_server(log_dir: Path, *args: str, env: Mapping[str, str] | None = No
             stdout=log, stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 300  # first run builds the NLU model
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited early:\n{log_path.read_text()}")
-                try:
-                    if http_status(f"{scheme}://127.0.0.1:{port}/readyz") == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not ready:\n{log_path.read_text()}")
-                time.sleep(0.2)
+            wait_ready(proc, f"{scheme}://127.0.0.1:{port}", log_path)
             ws_scheme = "wss" if scheme == "https" else "ws"
             yield ServerProcess(f"{ws_scheme}://127.0.0.1:{port}", f"{scheme}://127.0.0.1:{port}",
                                 proc, log_path)

@@ -168,6 +168,6 @@ def test_load_runner_summary_and_verdict(server: ServerProcess, tmp_path: Path) 
 
 
 def test_committed_caller_audio_matches_a_fresh_build() -> None:
-    done = subprocess.run([sys.executable, "-m", "server", "caller-audio", "--check"],
+    done = subprocess.run([sys.executable, "-m", "bench", "caller-audio", "--check"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -18,14 +18,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MODELS_DIR, REPO, free_port, http_status
+from tests.integration.conftest import MODELS_DIR, REPO, free_port, wait_ready
 
 __all__: list[str] = []
 
@@ -170,18 +169,7 @@ def served(venv: Path, elsewhere: Path) -> Iterator[str]:
                                  "--port", str(port), "--no-pull"],
                                 cwd=elsewhere, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited early:\n{log_path.read_text()}")
-            try:
-                if http_status(f"http://127.0.0.1:{port}/readyz") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready:\n{log_path.read_text()}")
-            time.sleep(0.2)
+        wait_ready(proc, f"http://127.0.0.1:{port}", log_path)
         yield f"ws://127.0.0.1:{port}"
     finally:
         proc.terminate()
