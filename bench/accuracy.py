@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from loadtests.machine import cpu_model
 from server.config import REPO_ROOT, load_config
 from voicebot.engines.base import Pcm
 from voicebot.engines.registry import EngineOptions, build_engine
@@ -53,7 +54,7 @@ from .accuracy_stacks import (
     served_config_text,
 )
 from .accuracy_wer import LINE, phone_line_frames, rescore, run_wer, transcribe
-from .calls import OUT_OF_DOMAIN, PHRASINGS, _cpu_model
+from .calls import OUT_OF_DOMAIN, PHRASINGS
 from .speechdata import Recording, asterisk_prompts, librivox_clips
 
 __all__ = ["DEFAULT_STACKS", "MEASURES", "main", "register", "run", "run_accuracy_bench"]
@@ -262,7 +263,7 @@ def write_report(*, work_dir: Path, out_dir: Path, name: str = "accuracy") -> di
     voices = dict.fromkeys(v for s in stacks.values()
                            for v in s["measures"].get("intents", {}).get("voices", {}))
     report = {
-        "meta": {"cpu": _cpu_model(), "generated": dt.datetime.now(dt.UTC).isoformat(
+        "meta": {"cpu": cpu_model(), "generated": dt.datetime.now(dt.UTC).isoformat(
             timespec="seconds"), "line": LINE.label, "caller_voices": list(voices)},
         "stacks": dict(sorted(stacks.items(), key=lambda kv: order.get(kv[0], 99))),
     }

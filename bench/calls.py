@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import platform
 import re
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 from websockets.exceptions import InvalidStatus
 
+from loadtests.machine import cpu_model
 from server.client import CallerTurn, CallOptions, TurnReport, place_call, prepare_turns
 
 __all__ = ["DEMO_CALLS", "OUT_OF_DOMAIN", "PHRASINGS", "run_bench"]
@@ -93,14 +93,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _pinning(pid: int | None) -> str:
@@ -216,7 +208,7 @@ def run_bench(*, url: str, repeat: int, out_dir: Path, server_pid: int | None,
     results["rss_mb"] = _rss_mb(url)
     results["meta"] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "pinning": _pinning(server_pid),
         "models": stack,
         "caller_speech": "synthetic: espeak-ng en-us 165 wpm",

@@ -28,7 +28,6 @@ import gzip
 import importlib.metadata
 import json
 import os
-import platform
 import sys
 import time
 import wave
@@ -40,6 +39,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from loadtests.machine import cpu_model
 from voicebot.audio.codecs import AudioEncoding, decode, encode
 from voicebot.audio.resample import StreamResampler, resample
 from voicebot.whisper.decoding import EncoderWindow
@@ -219,11 +219,6 @@ def _taskset_prefix() -> str:
     return f"taskset -c {','.join(map(str, cpus))} " if len(cpus) < (os.cpu_count() or 1) else ""
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def _report(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -363,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(rows[-1]), flush=True)
     command = f"{pinned}python -m bench.whisper_digits " + " ".join(argv or sys.argv[1:])
     meta = {
-        "date": dt.date.today().isoformat(), "cpu": _cpu_model(),
+        "date": dt.date.today().isoformat(), "cpu": cpu_model(),
         "affinity": ",".join(map(str, sorted(os.sched_getaffinity(0)))),
         "commands": [command], "models": args.models, "repeats": args.repeats,
         "versions": {p: importlib.metadata.version(p) for p in ("ctranslate2", "faster-whisper")},

@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.density_windows import default_levels, parse_levels, positive_int
+from loadtests.machine import cpu_model
 from loadtests.results import read_rows, summarize
 from loadtests.server_metrics import scrape
 
@@ -74,12 +74,6 @@ STACKS: dict[str, dict[str, Any]] = {
 }
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def _free_port() -> int:
@@ -170,7 +164,7 @@ def _load(args: argparse.Namespace) -> int:
         "dialogs_per_core": None if args.url else admit,
         "server_cpu_percent": after.cpu_percent_since(before, wall),
         "turn_part_means_ms": after.part_means_ms_since(before), "slo_ms": args.slo_ms,
-        "cpu": _cpu_model(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_model(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "pinning": f"server taskset -c {args.server_cpus}, Locust taskset -c {args.client_cpu}"
                    if not args.url else f"external server {args.url}",
         "locust_exit": rc,
@@ -246,7 +240,7 @@ def _density(args: argparse.Namespace) -> int:
     sweep = json.loads(steps_path.read_text())
     sweep.update({"stack": args.stack, **{k: STACKS[args.stack][k]
                                           for k in ("models", "encoder_window")},
-                  "cpu": _cpu_model(),
+                  "cpu": cpu_model(),
                   "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                   "pinning": f"server taskset -c {args.server_cpus}, "
                              f"Locust taskset -c {args.client_cpu}", "locust_exit": rc})

@@ -15,13 +15,14 @@ import argparse
 import asyncio
 import datetime
 import json
-import platform
 import re
 import time
 import urllib.request
 from pathlib import Path
 
 from websockets.asyncio.client import connect
+
+from loadtests.machine import cpu_model
 
 __all__ = ["front_rss_bytes", "main", "soak"]
 
@@ -73,15 +74,6 @@ async def soak(url: str, *, calls: int, concurrency: int, every: int,
     return samples
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def _per_call(samples: list[tuple[int, float]]) -> tuple[float, float]:
@@ -107,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     first, second = _per_call(samples)
     report = {
         "what": "front-process RSS over short native calls (start, 0.5 s silence, stop)",
-        "date": datetime.date.today().isoformat(), "machine": _cpu_model(),
+        "date": datetime.date.today().isoformat(), "machine": cpu_model(),
         "pinning": args.pinning, "calls": args.calls, "concurrency": args.concurrency,
         "seconds": round(time.monotonic() - started, 1),
         "samples": [{"calls": c, "rss_bytes": r} for c, r in samples],
