@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voicebot.ort_session import open_session
+
 __all__ = ["CHUNK_SAMPLES", "SAMPLE_RATE_HZ", "EngineCase", "Inputs", "Params", "Pcm",
            "Unavailable", "audio_seconds", "chunks", "ort_session", "paired", "result_row",
            "rss_mb"]
@@ -93,16 +95,9 @@ def result_row(
 
 
 def ort_session(path: Path) -> Any:
-    """An onnxruntime session set up like voicebot's: 1 thread, sequential, no spinning."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    """The raw onnxruntime session for a case's baseline, opened as voicebot opens its
+    own (one thread, sequential, no spinning): :func:`voicebot.ort_session.open_session`."""
+    return open_session(path, threads=1, what="benchmark baseline")
 
 
 def audio_seconds(caller: Sequence[tuple[str, Pcm]]) -> float:

@@ -55,6 +55,16 @@ def http_status(url: str, *, headers: Mapping[str, str] | None = None) -> int:
         return exc.code
 
 
+def stop_server(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Terminate a server started by a test (kill it after 20 s); print its log's tail."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    print(log_path.read_text()[-4000:])
+
+
 def wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_path: Path, *,
                timeout_s: float = 300.0) -> None:
     """Until ``base_url``/readyz answers 200 (the first run builds the NLU model); the
@@ -112,12 +122,7 @@ def running_server(log_dir: Path, *args: str, env: Mapping[str, str] | None = No
             yield ServerProcess(f"{ws_scheme}://127.0.0.1:{port}", f"{scheme}://127.0.0.1:{port}",
                                 proc, log_path)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            print(log_path.read_text()[-4000:])
+            stop_server(proc, log_path)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MODELS_DIR, REPO, free_port, wait_ready
+from tests.integration.conftest import MODELS_DIR, REPO, free_port, stop_server, wait_ready
 
 __all__: list[str] = []
 
@@ -172,12 +172,7 @@ def served(venv: Path, elsewhere: Path) -> Iterator[str]:
         wait_ready(proc, f"http://127.0.0.1:{port}", log_path)
         yield f"ws://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print(log_path.read_text()[-4000:])
+        stop_server(proc, log_path)
 
 
 def test_an_installed_server_walks_the_lost_card_flow(venv: Path, elsewhere: Path,
