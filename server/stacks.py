@@ -27,10 +27,9 @@ from typing import Any
 
 from voicebot.errors import ConfigError, VoicebotError
 
-__all__ = ["DEFAULT_STACK", "KINDS", "MEASURED_SERVER", "MEASURED_WHISPER", "NLU_MODEL", "STACKS",
-           "EngineConfig", "ProgressFactory", "Stack", "describe_models", "ensure_models",
-           "get_stack",
-           "required_models", "stack_label"]
+__all__ = ["DEFAULT_STACK", "KINDS", "MEASURED_SERVER", "MEASURED_VAD", "MEASURED_WHISPER",
+           "NLU_MODEL", "STACKS", "EngineConfig", "ProgressFactory", "Stack", "describe_models",
+           "ensure_models", "get_stack", "required_models", "stack_label"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,12 @@ MEASURED_WHISPER: Mapping[str, Any] = {"compute_type": "int8", "encoder_window":
 # the 500 ms endpoint (docs/benchmarks/speculative-asr.md); kept when the caller stays
 # silent, dropped when speech resumes.
 MEASURED_SERVER: Mapping[str, Any] = {"speculative_asr_ms": 200}
+# Silero's own ONNX release of VAD v6.2 rather than the export faster-whisper bundles: on the
+# 8 kHz Asterisk prompts the bundled one left 9 short single-word prompts ("a", "is", "f", "s")
+# below the 0.5 speech threshold, so they were never heard; Silero's release hears them
+# (docs/benchmarks/accuracy.md). Same 32 ms windows, ~4.6 ms of one core per call-second.
+# `lite` keeps the bundled copy: it promises nothing to download.
+MEASURED_VAD: Mapping[str, Any] = {"model": "silero-vad"}
 # ---------------------------------------------------------------------------------------------
 
 
@@ -124,7 +129,7 @@ def _whisper_stack(name: str, model: str, description: str) -> Stack:
         name=name,
         engines=EngineConfig(
             vad="silero", asr="whisper", nlu="minilm", tts="piper",
-            options={"asr": {"model": model, **MEASURED_WHISPER},
+            options={"vad": MEASURED_VAD, "asr": {"model": model, **MEASURED_WHISPER},
                      "tts": {"voice": "en_US-joe-medium"}}),
         settings=MEASURED_SERVER,
         description=description,

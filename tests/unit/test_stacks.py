@@ -42,8 +42,12 @@ def test_the_table() -> None:
     assert default.options["asr"]["model"] == "whisper-tiny.en"
     assert default.options["asr"]["compute_type"] == "int8"
     assert default.options["asr"]["encoder_window"] == "utterance"
-    assert get_stack("default").models == ("whisper-tiny.en", "en_US-joe-medium", NLU_MODEL)
-    assert get_stack("reference").models == ("whisper-base", "en_US-joe-medium", NLU_MODEL)
+    assert get_stack("default").models == ("silero-vad", "whisper-tiny.en", "en_US-joe-medium",
+                                           NLU_MODEL)
+    assert get_stack("reference").models == ("silero-vad", "whisper-base", "en_US-joe-medium",
+                                             NLU_MODEL)
+    assert default.options["vad"] == {"model": "silero-vad"}  # Silero's release, not the bundled
+    assert "vad" not in get_stack("lite").engines.options  # lite: the bundled copy
     assert get_stack("default").settings == {"speculative_asr_ms": 200}
     assert get_stack("lite").settings == {}
     with pytest.raises(ConfigError, match="unknown stack 'huge'; known: lite, default, reference"):
@@ -117,7 +121,7 @@ class _Store:
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> _Store:
-    fake = _Store(tmp_path, {"en_US-joe-medium"})
+    fake = _Store(tmp_path, {"en_US-joe-medium", "silero-vad"})
     monkeypatch.setattr("voicebot.modelhub.store.inspect_model", fake.inspect_model)
     monkeypatch.setattr("voicebot.modelhub.store.pull", fake.pull)
     monkeypatch.setattr("server.stacks._build_nlu",
@@ -130,7 +134,8 @@ def test_missing_models_are_pulled_and_said(store: _Store, tmp_path: Path) -> No
     folders = ensure_models(get_stack("default").engines, models_dir=tmp_path,
                             manifest=MANIFEST, say=said.append)
     assert store.pulled == ["whisper-tiny.en"]  # joe was installed already
-    assert folders == {"whisper-tiny.en": tmp_path / "whisper-tiny.en",
+    assert folders == {"silero-vad": tmp_path / "silero-vad",
+                       "whisper-tiny.en": tmp_path / "whisper-tiny.en",
                        "en_US-joe-medium": tmp_path / "en_US-joe-medium",
                        NLU_MODEL: tmp_path / "minilm-l6" / "built"}
     assert said == [f"pulling whisper-tiny.en (78.1 MB) into {tmp_path / 'whisper-tiny.en'}: "
@@ -173,10 +178,10 @@ def test_models_pull_stack(store: _Store, tmp_path: Path,
     assert run(args, ServerConfig()) == 0
     assert store.pulled == ["whisper-base"]
     err = capsys.readouterr().err
-    assert err.startswith("stack reference: asr model=whisper-base, "
+    assert err.startswith("stack reference: vad model=silero-vad, asr model=whisper-base, "
                           "tts voice=en_US-joe-medium\npulling whisper-base (147.9 MB)")
     assert f"installed whisper-base in {tmp_path / 'whisper-base'}" in err
-    assert f"stack reference: 3 model(s) ready in {tmp_path}" in err
+    assert f"stack reference: 4 model(s) ready in {tmp_path}" in err
     with pytest.raises(ConfigError, match="name one model, or --stack NAME"):
         run(_args("models", "pull", "whisper-base", "--stack", "lite"), ServerConfig())
     with pytest.raises(ConfigError, match="name one model, or --stack NAME"):

@@ -48,9 +48,14 @@ def model_path(value: str | Path, o: EngineOptions) -> Path:
 
 
 def _silero(o: EngineOptions) -> Any:
+    """``model``: a manifest name (``silero-vad``) or a path; none is faster-whisper's copy."""
     from voicebot.vad.silero import SileroSpeechDetector
 
-    return SileroSpeechDetector(threads=o.threads, **o.options)
+    options = dict(o.options)
+    model = options.pop("model", None)
+    if model is not None:
+        options["model_path"] = model_path(model, o)
+    return SileroSpeechDetector(threads=o.threads, **options)
 
 
 def _pocketsphinx(o: EngineOptions) -> Any:
