@@ -149,7 +149,7 @@ class WhisperTranscriber:
     name such as ``"base.en"`` is passed to faster-whisper unchanged, which may
     download it).  ``threads`` becomes ``cpu_threads``; ``num_workers`` is how
     many decodings run at once; ``beam_size=1`` is greedy decoding.  The window
-    options, ``guard`` and ``fallback`` are :class:`WhisperDecoder`'s;
+    options, ``guard``, ``fallback`` and ``lead_silence_ms`` are :class:`WhisperDecoder`'s;
     ``slot_prompts`` replaces :data:`SLOT_PROMPTS` (``{}``: none).
     """
 
@@ -169,6 +169,7 @@ class WhisperTranscriber:
         slot_prompts: Mapping[str, str] | None = None,
         guard: DecodeGuard | None = None,
         fallback: bool = True,
+        lead_silence_ms: int = 0,
     ) -> None:
         if domain_prompt_tokens < 0:
             raise EngineError("domain_prompt_tokens must be >= 0")
@@ -184,6 +185,7 @@ class WhisperTranscriber:
             utterance_min_window_ms=utterance_min_window_ms,
             guard=guard,
             fallback=fallback,
+            lead_silence_ms=lead_silence_ms,
         )
         self._prompt_tokens = domain_prompt_tokens
         self._slot_prompts = dict(SLOT_PROMPTS if slot_prompts is None else slot_prompts)

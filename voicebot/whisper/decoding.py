@@ -30,6 +30,13 @@ read it all.  A returned result that still hits the budget, loops or compresses
 like a loop is cut after the loop's first copy and flagged in
 :attr:`Decoded.degenerate` (a low log probability alone is only unsure).
 
+``lead_silence_ms`` of silence go before every utterance (default 0; the real-model
+stacks use 500): Whisper drops a first word that starts at the very edge of its
+window -- tiny.en heard the recorded card "zero six eight nine" as "6 8 9" in 3 of 8
+alignments of the VAD's windows on the speech, and lost a first digit in 4 of 128
+card-number turns (16 cards x 8 alignments) with the front's 300 ms pre-roll alone;
+200 ms more silence left 1, 500 ms none (docs/benchmarks/accuracy.md).
+
 Decoding is greedy by default (``beam_size=1``), at temperature 0 only (no
 sampling: results are reproducible and the 30 s window is the fallback),
 without timestamps and without conditioning on earlier text.  A window whose
@@ -168,13 +175,16 @@ class WhisperDecoder:
         utterance_min_window_ms: int = 15_000,
         guard: DecodeGuard | None = None,
         fallback: bool = True,
+        lead_silence_ms: int = 0,
     ) -> None:
         if encoder_window not in ("30s", "utterance"):
             raise EngineError(
                 f"encoder_window must be '30s' or 'utterance', not {encoder_window!r}"
             )
-        if beam_size < 1 or utterance_pad_ms < 0 or utterance_min_window_ms < 0:
-            raise EngineError("beam_size must be >= 1, padding and minimum window >= 0")
+        if (beam_size < 1 or utterance_pad_ms < 0 or utterance_min_window_ms < 0
+                or lead_silence_ms < 0):
+            raise EngineError("beam_size must be >= 1, padding, lead silence and minimum "
+                              "window >= 0")
         self._model: LoadedWhisper = load_whisper(
             model, threads=threads, num_workers=num_workers,
             compute_type=compute_type, language=language,
@@ -187,14 +197,15 @@ class WhisperDecoder:
         # Random weights never end their text: no guard unless one is asked for (tests).
         self._guard = guard if guard is not None or self.synthetic else DecodeGuard()
         self._fallback = fallback
+        self._lead = np.zeros(lead_silence_ms * SAMPLE_RATE_HZ // 1000, dtype=np.float32)
         self._stats_lock = threading.Lock()
         self._decodes = 0
         self._fallbacks: Counter[str] = Counter()
         self._degenerate = 0
         logger.info(
-            "Whisper %s: %s window (pad %d ms, min %d ms), beam %d, fallback %s",
-            model, encoder_window, utterance_pad_ms, utterance_min_window_ms, beam_size,
-            "on" if fallback and encoder_window == "utterance" else "off",
+            "Whisper %s: %s window (lead %d ms, pad %d ms, min %d ms), beam %d, fallback %s",
+            model, encoder_window, lead_silence_ms, utterance_pad_ms, utterance_min_window_ms,
+            beam_size, "on" if fallback and encoder_window == "utterance" else "off",
         )  # fmt: skip
 
     @property
@@ -212,6 +223,8 @@ class WhisperDecoder:
         if len(audio) == 0:
             return Decoded(text="", tokens=0, avg_logprob=None, encoder_frames=0,
                            window=self.encoder_window)  # fmt: skip
+        if len(self._lead):
+            audio = np.concatenate((self._lead, audio))
         try:
             decoded = self._decode(audio, prompt)
         except (RuntimeError, ValueError) as exc:
