@@ -47,10 +47,13 @@ _MODEL_KEYS = ("model", "voice", "model_path")
 # WER is within a point of it, at about a third of the decode time; a beam of 5 cut the
 # WER on the Asterisk prompts from 7.3% (greedy) to 6.8% for 8% more ASR time (the
 # encoder dominates); int8 weights.
-# 500 ms of silence before each utterance: Whisper drops a first word at the window's edge
-# (a card's leading "zero" in 4 of 128 recorded card turns; none with it: decoding.py).
+# 200 ms of silence before each utterance: Whisper drops a first word at the window's edge
+# (a card's leading "zero": 4 of 128 recorded card turns through a whole Session without
+# it, none with 200 ms); 300 ms and more make the speculative decodes of a half-said card
+# repeat it ("4 8" heard "4 8 4 8", ending the turn early: 5 and 17 of 128 at 300 and
+# 500 ms). WER on the Asterisk prompts 4.86% (4.77% without) (voicebot/whisper/decoding.py).
 MEASURED_WHISPER: Mapping[str, Any] = {"compute_type": "int8", "encoder_window": "utterance",
-                                       "beam_size": 5, "lead_silence_ms": 500}
+                                       "beam_size": 5, "lead_silence_ms": 200}
 # Whisper decodes whole utterances: start the final decode after 200 ms of silence, before
 # the 500 ms endpoint (docs/benchmarks/speculative-asr.md); kept when the caller stays
 # silent, dropped when speech resumes.

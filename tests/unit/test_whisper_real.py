@@ -138,27 +138,3 @@ def test_silence_is_no_answer(asr: WhisperTranscriber) -> None:
     assert "digits" not in extract_entities(text), text
     assert decoded.degenerate is None, text
 
-
-@needs_sounds
-def test_a_leading_zero_is_kept_wherever_the_vad_windows_fall(tiny_en: Path) -> None:
-    """The recorded card "zero six eight nine" through the server's front (μ-law line,
-    Silero, endpointer) at 8 alignments of the VAD's windows: with the stacks' 500 ms of
-    lead silence Whisper hears the leading "zero" in every one (without it, tiny.en
-    dropped it in 3 of 8: decoding.py)."""
-    from dataclasses import replace
-
-    from bench.accuracy_calls import make_cards
-    from bench.accuracy_wer import LINE, phone_line_frames, transcribe
-    from voicebot.vad.endpointer import EndpointConfig
-    from voicebot.vad.silero import SileroSpeechDetector
-
-    [call] = [c for c in make_cards(16, seed=4217) if c.card == "0689"]
-    asr = _prepared(WhisperTranscriber(model=tiny_en, beam_size=5, lead_silence_ms=500))
-    detector = SileroSpeechDetector()
-    endpoint = EndpointConfig(min_silence_ms=800)  # as while digits are asked for
-    for phase in range(8):
-        line = replace(LINE, lead_ms=LINE.lead_ms + 4 * phase)
-        heard = transcribe(phone_line_frames(call.audio, line.sample_rate_hz, line=line),
-                           detector=detector, transcriber=asr, endpoint=endpoint, line=line,
-                           domain="bank_card/digits")
-        assert extract_entities(" ".join(heard.texts)).get("digits") == "0689", heard.texts

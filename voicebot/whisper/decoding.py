@@ -31,11 +31,13 @@ like a loop is cut after the loop's first copy and flagged in
 :attr:`Decoded.degenerate` (a low log probability alone is only unsure).
 
 ``lead_silence_ms`` of silence go before every utterance (default 0; the real-model
-stacks use 500): Whisper drops a first word that starts at the very edge of its
+stacks use 200): Whisper drops a first word that starts at the very edge of its
 window -- tiny.en heard the recorded card "zero six eight nine" as "6 8 9" in 3 of 8
 alignments of the VAD's windows on the speech, and lost a first digit in 4 of 128
-card-number turns (16 cards x 8 alignments) with the front's 300 ms pre-roll alone;
-200 ms more silence left 1, 500 ms none (docs/benchmarks/accuracy.md).
+card-number turns (16 cards x 8 alignments, whole Sessions with speculative ASR) with
+the front's 300 ms pre-roll alone, none with 200 ms more.  More is not better: with
+300 or 500 ms the speculative decode of a half-said card repeated it ("4 8" heard as
+"4 8 4 8", which ends a 4-digit turn early) in 5 and 17 of the 128.
 
 Decoding is greedy by default (``beam_size=1``), at temperature 0 only (no
 sampling: results are reproducible and the 30 s window is the fallback),
