@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sounds_available(),
                                  reason="asterisk-core-sounds-en-wav is not installed")]
 
-LINE = {"encoding": "mulaw", "sample_rate_hz": 8000}
+ENCODING, RATE_HZ = "mulaw", 8000  # the phone line
 
 
 def _wait_reply_end(d: SessionDriver) -> None:
@@ -36,7 +36,7 @@ def _wait_reply_end(d: SessionDriver) -> None:
     for _ in range(1000):
         if len(d.of_type(p.BotSpeechEnd)) > ends:
             return
-        d.silence(20, **LINE)
+        d.silence(20, encoding=ENCODING, sample_rate_hz=RATE_HZ)
     raise AssertionError("the bot's reply did not end")
 
 
@@ -55,14 +55,16 @@ def test_a_leading_zero_is_heard_wherever_the_vad_windows_fall() -> None:
         session = Session(scenarios={scenario.name: scenario},
                           config=SessionConfig(speculative_asr_ms=200))
         d = SessionDriver(session, CallJobs(engines))
-        d.text(p.Start(call_id=f"card-{phase}", scenario=scenario.name, **LINE))
+        d.text(p.Start(call_id=f"card-{phase}", encoding=ENCODING, sample_rate_hz=RATE_HZ,
+                       scenario=scenario.name))
         _wait_reply_end(d)
-        d.silence(400 + 20 * phase, **LINE)  # 20 ms steps: every 4 ms phase of 32 ms
-        d.audio_in(request, **LINE)
+        # 20 ms steps move the speech through every 4 ms phase of the 32 ms windows
+        d.silence(400 + 20 * phase, encoding=ENCODING, sample_rate_hz=RATE_HZ)
+        d.audio_in(request, encoding=ENCODING, sample_rate_hz=RATE_HZ)
         _wait_reply_end(d)
-        d.silence(400, **LINE)
-        d.audio_in(card.audio.astype(np.int16), **LINE)
-        d.silence(2500, **LINE)
+        d.silence(400, encoding=ENCODING, sample_rate_hz=RATE_HZ)
+        d.audio_in(card.audio.astype(np.int16), encoding=ENCODING, sample_rate_hz=RATE_HZ)
+        d.silence(2500, encoding=ENCODING, sample_rate_hz=RATE_HZ)
         heard = [e.text for e in d.of_type(p.TranscriptEvent)]
         said = [e.text for e in d.of_type(p.BotSpeechStart)]
         assert any("card ending in 0689" in text for text in said), (phase, heard)
