@@ -43,11 +43,14 @@ from .auth import (
     check_exposure,
     make_rate_limiter,
 )
+from .call_log import CallLog
+from .call_services import CallServices, call_record_response
 from .cell_worker import CellSpec
 from .cells import CellFailed, CellPool
 from .config import ServerConfig
 from .gate import Gate, peer
 from .limits import CallLimits
+from .logsafe import call_id_var
 from .metrics import Metrics
 from .runners import CellRunner, JobRunner, LocalRunner, VadRunner
 from .runtime import CallRuntime
@@ -59,6 +62,7 @@ from .transports import (
     Transport,
     provider_for_path,
 )
+from .webhook import WebhookClient
 
 __all__ = ["App", "load_app"]
 
@@ -77,8 +81,12 @@ class App:
     executor: ThreadPoolExecutor
     session_config: SessionConfig
     admission: Admission
+    webhooks: WebhookClient
+    """Every webhook's HTTP client (keep-alive; the ``webhooks:`` egress policy)."""
     limits: CallLimits = field(default_factory=CallLimits)
     metrics: Metrics = field(default_factory=Metrics)
+    services: CallServices = field(default_factory=CallServices)
+    """Where calls' records, recordings and webhooks go (set while serving)."""
     _reserved: dict[ServerConnection, str] = field(default_factory=dict)  # -> reserved cell
     _handling: set[ServerConnection] = field(default_factory=set)  # handler took over
     _decisions: dict[ServerConnection, Decision] = field(default_factory=dict)
@@ -90,7 +98,12 @@ class App:
         self.gate = Gate(self.config, self.admission, self.metrics,
                          make_rate_limiter(self.config.auth))
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def process_request(self, connection: ServerConnection,
+                              request: Request) -> Response | None:
+        if request.path.startswith("/calls/"):  # a record: the /metrics rule (Gate.admin)
+            refused = self.gate.admin(connection, request, "/calls")
+            return refused or await call_record_response(
+                connection, request.path.split("?", 1)[0], self.services.store)
         screened = self.gate.screen(connection, request)
         if screened.decision is None:
             return screened.response
@@ -209,6 +222,7 @@ class App:
     async def _serve_call(self, ws: ServerConnection, provider: str,
                           first: str | bytes | None) -> str:
         dialog = uuid.uuid4().hex
+        call_id_var.set(dialog)  # every log line of this call's tasks names it
         session, transport = self._transport(ws, provider)
         try:
             runner, cell_name = self._runner(dialog, self._reserved.get(ws, "0"))
@@ -221,8 +235,10 @@ class App:
         try:
             vad = VadRunner(self.detector, self.executor)
             observer = _CellObserver(self, cell_name)
+            call_log = CallLog(self.services.sinks, call_id=dialog, provider=provider)
             runtime = CallRuntime(ws, session, runner, vad, observer=observer,
-                                  transport=transport, limits=self.limits)
+                                  transport=transport, limits=self.limits, call_log=call_log,
+                                  webhook_client=self.webhooks)
             await runtime.run(first)
         except Exception as exc:  # a bug: one log line with the traceback, a clean close
             log.exception("call %s: internal error", session.call_id)
@@ -318,8 +334,9 @@ def load_app(config: ServerConfig) -> App:
     limits = CallLimits(first_message_timeout_s=config.first_message_timeout_s,
                         no_audio_timeout_s=config.no_audio_timeout_s,
                         max_audio_ahead_ms=config.max_audio_ahead_ms)
+    webhooks = WebhookClient(policy=config.webhooks.policy, headers=config.webhooks.headers)
     return App(config, detector, engines, pool, scenarios, executor, session_config, admission,
-               limits=limits)
+               webhooks, limits=limits)
 
 
 def _has_type(text: str) -> bool:

@@ -99,20 +99,22 @@ def _parser() -> argparse.ArgumentParser:
                      help="sign the connection as Twilio does, with the auth token in $VAR")
 
     from .auth_cli import register as register_token
+    from .calls_cli import register as register_calls
     from .models_cli import register as register_models
 
     register_models(sub)
+    register_calls(sub)
     register_token(sub)
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str = "text") -> None:
     """voicebot's own loggers at ``level``; third-party libraries at WARNING
     (onnxruntime's quantizer, for one, logs every tensor at INFO on the root);
-    caller-supplied text escaped (server/logsafe.py)."""
+    caller-supplied text escaped, or JSON lines (server/logsafe.py)."""
     from .logsafe import configure_logging
 
-    configure_logging(level)
+    configure_logging(level, json_lines=log_format == "json")
 
 
 def _pin_process(cpus: Sequence[int]) -> None:
@@ -133,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
         "dialogs_per_core": args.dialogs_per_core, "slo_p95_ms": args.slo_p95_ms,
         "stack": args.stack, "pull_models": False if args.no_pull else None,
     })
-    _configure_logging(config.log_level)
+    _configure_logging(config.log_level, config.log_format)
     _pin_process(config.cpus)
     log.info("pinned to CPUs %s; capacity %d dialogs", ",".join(map(str, config.cpus)),
              config.dialogs_per_core * len(config.cpus))
@@ -182,6 +184,14 @@ def _token(args: argparse.Namespace) -> int:
     return run_token(args)
 
 
+def _calls(args: argparse.Namespace) -> int:
+    from .calls_cli import run_from_config
+    from .config import load_config
+
+    _configure_logging(getattr(args, "log_level", None) or "WARNING")
+    return run_from_config(args, load_config(args.config))
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models_cli import run as run_models
 
@@ -200,13 +210,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         handlers = {"serve": _serve, "call": _call, "simulate": _simulate,
-                    "models": _models, "token": _token}
+                    "models": _models, "token": _token, "calls": _calls}
         return handlers[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `voicebot calls export | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,11 @@ from voicebot.engines.registry import ENGINE_NAMES
 from voicebot.errors import ConfigError
 
 from .auth import AuthConfig, parse_auth_config
+from .call_webhook import CallWebhookConfig, parse_call_webhook
+from .egress import WebhookConfig, parse_webhook_config
 from .paths import (
     REPO_ROOT,
+    default_data_dir,
     default_manifest,
     default_models_dir,
     default_scenarios_dir,
@@ -79,6 +82,25 @@ class ServerConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     """The ``auth:`` section (server/auth.py, docs/security.md); ``auth: none`` (or env
     ``VOICEBOT_AUTH=none``) turns authentication off on purpose."""
+    # What calls leave behind (docs/records.md).
+    data_dir: Path = field(default_factory=default_data_dir)
+    records: str = "sqlite"
+    """Call records: ``sqlite`` (``data_dir/calls.sqlite3``), ``sqlite:///path``,
+    ``postgresql://...`` (env ``VOICEBOT_RECORDS`` keeps a password out of the file), or
+    ``none``."""
+    records_retention_days: float = 0.0
+    """Records of calls that ended longer ago are deleted (hourly); 0 keeps them."""
+    recordings: bool = False
+    """A stereo WAV per call (caller left, bot right), paused for sensitive slots."""
+    recordings_dir: Path | None = None
+    """Default ``data_dir/recordings``."""
+    log_format: str = "text"
+    """``text``, or ``json``: one JSON object per line, with the call id."""
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    """Egress of every webhook (docs/records.md): allowed hosts, private addresses,
+    headers; the scenario's webhook actions and the end-of-call webhook."""
+    call_webhook: CallWebhookConfig | None = None
+    """POST each call's record (masked) here when the call ends, signed, with retries."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -95,10 +117,15 @@ class ServerConfig:
         if self.speculative_asr_ms < 0:
             raise ConfigError("speculative_asr_ms must be 0 (off) or positive")
         for name in _FLOATS:
-            if name not in ("slo_p95_ms", "drain_timeout_s") and getattr(self, name) <= 0:
+            if (name not in ("slo_p95_ms", "drain_timeout_s", "records_retention_days")
+                    and getattr(self, name) <= 0):
                 raise ConfigError(f"{name} must be positive")
         if self.admin_port is not None and not 0 <= self.admin_port <= 65535:
             raise ConfigError(f"admin_port {self.admin_port} is out of range 0..65535")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
+        if not self.records_retention_days >= 0:
+            raise ConfigError("records_retention_days must be 0 (keep) or positive")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("tls_cert_file and tls_key_file go together")
         for kind, name in self.engines.names().items():
@@ -107,12 +134,13 @@ class ServerConfig:
                 raise ConfigError(f"unknown {kind} engine {name!r}; known: {known}")
 
 
-_PATHS = ("scenarios_dir", "models_dir", "manifest", "tls_cert_file", "tls_key_file")
+_PATHS = ("scenarios_dir", "models_dir", "manifest", "tls_cert_file", "tls_key_file", "data_dir",
+          "recordings_dir")
 _INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "dialogs_per_core",
          "speculative_asr_ms", "admin_port")
 _FLOATS = ("slo_p95_ms", "drain_timeout_s", "handshake_timeout_s", "first_message_timeout_s",
            "no_audio_timeout_s", "max_audio_ahead_ms", "heartbeat_interval_s",
-           "heartbeat_timeout_s", "job_timeout_s", "stuck_job_s")
+           "heartbeat_timeout_s", "job_timeout_s", "stuck_job_s", "records_retention_days")
 
 
 def parse_cpus(value: Any) -> tuple[int, ...]:
@@ -156,7 +184,7 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
     return str(value)
 
 
-_BOOLS = ("cells", "pull_models")
+_BOOLS = ("cells", "pull_models", "recordings")
 _MODEL_KEYS = ("model", "voice", "model_path")
 
 
@@ -184,6 +212,8 @@ def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path,
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"unknown configuration key {key!r}")
+        if key in ("webhooks", "call_webhook"):  # after the loop: one needs the other
+            continue
         if key == "stack":  # chosen before any layer applies (load_config)
             if not isinstance(value, str):
                 raise ConfigError(f"stack must be a name, not {value!r}")
@@ -199,6 +229,11 @@ def _from_mapping(config: ServerConfig, data: Mapping[str, Any], base: Path,
             changes[key] = config.engines.merged(value)
         else:
             changes[key] = _coerce(key, value, base)
+    if "webhooks" in data:
+        changes["webhooks"] = parse_webhook_config(data["webhooks"], env)
+    if "call_webhook" in data:
+        policy = changes.get("webhooks", config.webhooks).policy
+        changes["call_webhook"] = parse_call_webhook(data["call_webhook"], env, policy=policy)
     return replace(config, **changes)
 
 
@@ -214,8 +249,8 @@ def load_config(
 
     Environment: ``VOICEBOT_HOST``, ``VOICEBOT_PORT``, ``VOICEBOT_STACK``,
     ``VOICEBOT_MODELS_DIR``, ``VOICEBOT_LOG_LEVEL``, ``VOICEBOT_ADMIN_PORT``,
-    ``VOICEBOT_AUTH=none``; the secrets of the ``auth:`` section are read from the
-    variables (or files) it names.
+    ``VOICEBOT_AUTH=none``, ``VOICEBOT_RECORDS``, ``VOICEBOT_DATA_DIR``; the secrets of
+    the ``auth:`` section are read from the variables (or files) it names.
     """
     env = os.environ if env is None else env
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -243,6 +278,8 @@ def load_config(
             ("log_level", "VOICEBOT_LOG_LEVEL"),
             ("admin_port", "VOICEBOT_ADMIN_PORT"),
             ("auth", "VOICEBOT_AUTH"),
+            ("records", "VOICEBOT_RECORDS"),
+            ("data_dir", "VOICEBOT_DATA_DIR"),
         )
         if env.get(var)
     }

@@ -102,20 +102,25 @@ class Gate:
         return Screened(decision=decision)
 
     def _metrics(self, connection: ServerConnection, request: Request) -> Response:
-        """On the call port: with an admin token configured, only with it; without one,
-        only for loopback peers (a Prometheus on the same host); never with an admin
-        port (served there)."""
+        return self.admin(connection, request, "/metrics") or self.probe(connection, "/metrics")
+
+    def admin(self, connection: ServerConnection, request: Request,
+              what: str) -> Response | None:
+        """An admin endpoint (``/metrics``, ``/calls/{id}``) asked for on the call port:
+        None (serve it) with an admin token configured and given, or without one for a
+        loopback peer (a Prometheus on the same host); never with an admin port (it is
+        served there).  Otherwise the refusal."""
         if self.config.admin_port is not None:
             return connection.respond(http.HTTPStatus.NOT_FOUND,
-                                      "metrics are served on the admin port\n")
+                                      f"{what} is served on the admin port\n")
         if self.config.auth.admin_tokens:
             allowed = check_admin(request.headers.get("Authorization"), self.config.auth)
         else:
             allowed = _is_loopback(peer(connection))
         if not allowed:
-            log.warning("refused /metrics to %s: no valid admin token", peer(connection))
+            log.warning("refused %s to %s: no valid admin token", what, peer(connection))
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "admin token required\n")
-        return self.probe(connection, "/metrics")
+        return None
 
     def _authenticate(self, connection: ServerConnection, request: Request) -> Decision:
         """Networks, Origin, rate, then the endpoint's credentials (server/auth.py)."""

@@ -5,22 +5,35 @@ Call ids, Twilio ``callSid``s, transcripts and reasons come from the network.  A
 terminal.  :class:`SafeFormatter` escapes every control character of the
 *message* (``\\n``, ``\\x1b``, ``\\u2028``…); a traceback keeps its lines, each
 indented, so no caller text can begin a line.
+
+``log_format: json`` writes one JSON object per line instead (:class:`JsonFormatter`:
+time, level, logger, call id, message, traceback), for log shippers; JSON escapes
+every control character itself.  The call id comes from :data:`call_id_var`, which
+the server sets in each call's task (every task the call starts inherits it).
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
+import time
 from types import TracebackType
 from typing import TypeAlias
 
-__all__ = ["LOG_FORMAT", "SafeFormatter", "configure_logging", "escape_controls"]
+__all__ = ["LOG_FORMAT", "CallIdFilter", "JsonFormatter", "SafeFormatter", "call_id_var",
+           "configure_logging", "escape_controls"]
 
 _ExcInfo: TypeAlias = (
     "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
 )
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("voicebot_call_id",
+                                                                  default="-")
+"""The call the running task serves (``-`` outside calls)."""
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -57,11 +70,40 @@ class SafeFormatter(logging.Formatter):
         return "\n".join("  " + escape_controls(line) for line in text.splitlines())
 
 
-def configure_logging(level: str, *, fmt: str = LOG_FORMAT) -> None:
+class CallIdFilter(logging.Filter):
+    """Gives every record ``call_id`` (:data:`call_id_var`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.call_id = call_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (ISO 8601, UTC), ``level``, ``logger``,
+    ``call_id``, ``message`` and, with an exception, ``exception`` (the traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "call_id": getattr(record, "call_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+def configure_logging(level: str, *, fmt: str = LOG_FORMAT, json_lines: bool = False) -> None:
     """voicebot's own loggers at ``level``, third-party libraries at WARNING, every
-    line through :class:`SafeFormatter` on stderr."""
+    line through :class:`SafeFormatter` (or :class:`JsonFormatter`) on stderr."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter(fmt))
+    handler.addFilter(CallIdFilter())
+    handler.setFormatter(JsonFormatter() if json_lines else SafeFormatter(fmt))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

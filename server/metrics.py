@@ -76,6 +76,9 @@ class Metrics:
         self.cpu.labels(cell="front").set_function(cpu_seconds)
         self.cell_info = Gauge("voicebot_cell_up", "1 while a cell serves; its CPU and pid",
                                ["cell", "cpu", "pid"], registry=r)
+        self.record_writes = Gauge(
+            "voicebot_record_writes", "Call-record writes not done: dropped (queue full), "
+            "failed (refused by the store), pending (queued)", ["state"], registry=r)
         for outcome in ("admitted", "refused_full", "refused_slo", "refused_draining"):
             self.calls.labels(outcome=outcome)
         for part in TURN_PARTS:

@@ -21,6 +21,7 @@ in both; ``scenarios_dir:`` and ``manifest:`` override the others (server/config
 from __future__ import annotations
 
 import functools
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "REPO_ROOT",
     "checkout_root",
     "default_configs_dir",
+    "default_data_dir",
     "default_manifest",
     "default_models_dir",
     "default_scenarios_dir",
@@ -87,6 +89,17 @@ def default_models_dir() -> Path:
     """``models/cache/`` of the checkout, else the per-user cache folder (XDG)."""
     root = checkout_root()
     return root / "models" / "cache" if root is not None else user_models_dir()
+
+
+def default_data_dir() -> Path:
+    """Where call records and recordings are kept: ``data/`` of the checkout, else
+    ``$XDG_DATA_HOME/voicebot`` (``~/.local/share/voicebot``)."""
+    root = checkout_root()
+    if root is not None:
+        return root / "data"
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "voicebot"
 
 
 def resolve_config_path(path: Path) -> Path:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebot import protocol as p
 from voicebot.commands import (
     BargedIn,
+    CallEnded,
     CallWebhook,
     CancelReply,
     CloseConnection,
@@ -33,6 +35,7 @@ from voicebot.commands import (
     DetectSpeech,
     FinishTranscription,
     Mark,
+    RecordingPause,
     ReplyStarted,
     SendAudio,
     SendEvent,
@@ -44,16 +47,16 @@ from voicebot.jobkinds import JOB_KINDS, EngineJob, Lane, apply_result, kind_of
 from voicebot.session import Session
 from voicebot.types import Pcm, Transcript
 
-from . import webhook
+from .call_log import CallLog, CallLogSinks
 from .cells import CellFailed
 from .limits import AudioClock, CallLimits
 from .runners import JobDropped, JobRunner, VadRunner
 from .transports import NativeTransport, Transport
+from .webhook import WebhookClient
 
 __all__ = ["CallRuntime", "TurnObserver"]
 
 log = logging.getLogger(__name__)
-turn_log = logging.getLogger("voicebot.turns")
 
 _LANE_DEPTH = 512  # jobs; ~16 s of 32 ms ASR feeds before the reader waits
 
@@ -123,12 +126,16 @@ class CallRuntime:
     def __init__(
         self, ws: ServerConnection, session: Session, runner: JobRunner, vad: VadRunner,
         *, observer: TurnObserver | None = None, transport: Transport | None = None,
-        limits: CallLimits | None = None,
+        limits: CallLimits | None = None, call_log: CallLog | None = None,
+        webhook_client: WebhookClient | None = None,
     ) -> None:
         self._clock = AudioClock(limits or CallLimits())
         self._transport: Transport = transport or NativeTransport(ws, session)
         self._webhooks: set[asyncio.Task[None]] = set()
+        self._webhook_client = webhook_client
         self._observer = observer
+        self._log = call_log or CallLog(CallLogSinks(), call_id=uuid.uuid4().hex,
+                                        provider="native")
         self._runner = runner
         self._vad = vad
         self._ws = ws
@@ -153,6 +160,8 @@ class CallRuntime:
             CallWebhook: self._webhook,
             ReplyStarted: self._reply_started,
             BargedIn: self._barged_in,
+            RecordingPause: self._recording_pause,
+            CallEnded: self._call_ended,
         }
         # The parts of a turn's latency a job's result adds (ms: how long the job took).
         self._measures: dict[type, Callable[[Any, Any, float], None]] = {
@@ -193,6 +202,7 @@ class CallRuntime:
             self._transport.stop,
             *(lane.stop for lane in self._lanes.values()),
             self._runner.close,
+            lambda: self._log.close(self._session.now_ms),
         ]
         for step in steps:
             try:
@@ -205,6 +215,7 @@ class CallRuntime:
     async def _timed_out(self, what: str) -> None:
         log.info("call %s: %s; closing", self._session.call_id, what)
         self._closing = True
+        self._log.failed(what)
         await self._send_event(SendEvent(p.ErrorEvent(p.CloseCode.TIMEOUT, what)))
         with contextlib.suppress(ConnectionClosed):
             await self._transport.close(p.CloseCode.TIMEOUT, what)
@@ -233,6 +244,7 @@ class CallRuntime:
             return
         self._closing = True
         log.error("call %s: its worker cell died; closing the call", self._session.call_id)
+        self._log.failed("the worker cell serving the call died")
         event = p.ErrorEvent(p.CloseCode.INTERNAL_ERROR, "the worker serving this call failed")
         await self._send_event(SendEvent(event))
         with contextlib.suppress(ConnectionClosed):
@@ -241,12 +253,15 @@ class CallRuntime:
     # ------------------------------------------------------------------ sending
 
     async def _send_event(self, command: SendEvent) -> None:
+        if isinstance(command.event, p.Ready) and self._session.start is not None:
+            self._log.started(command.event, metadata=self._session.start.metadata)
         with contextlib.suppress(ConnectionClosed):
             await self._transport.send_event(command.event)
 
     async def _send_audio(self, command: SendAudio) -> None:
         if command.reply in self._cancelled_replies:
             return
+        self._log.bot_audio(command.data)
         with contextlib.suppress(ConnectionClosed):
             await self._transport.send_audio(command.data)
 
@@ -270,6 +285,7 @@ class CallRuntime:
             log.exception("call %s: VAD failed; treating audio as silence", self._session.call_id)
             windows = len(command.pcm) // self._vad.window_samples
             probabilities = np.zeros(windows, dtype=np.float32)
+        self._log.caller_audio(command.pcm, self._loop.time())
         await self.execute(apply_result(self._session, command, probabilities))
 
     async def _finish(self, command: FinishTranscription) -> None:
@@ -311,9 +327,13 @@ class CallRuntime:
 
     async def _webhook(self, command: CallWebhook) -> None:
         async def call() -> None:
-            data, error = await webhook.post_json(
-                command.url, command.payload, timeout_s=command.timeout_ms / 1000
-            )
+            data: dict[str, Any] | None
+            error: str | None = "webhooks are not configured"
+            if self._webhook_client is not None:
+                data, error = await self._webhook_client.post_json(
+                    command.url, command.payload, timeout_s=command.timeout_ms / 1000)
+            else:
+                data = None
             await self.execute(self._session.webhook_result(command.request_id, data, error))
 
         task = asyncio.create_task(call(), name=f"webhook-{command.request_id}")
@@ -356,9 +376,13 @@ class CallRuntime:
     async def _barged_in(self, command: BargedIn) -> None:
         if self._observer is not None:
             self._observer.barge_in()
-        turn_log.info("call=%s barge_in reply=%d heard_sentences=%d heard_ms=%d unheard=%r",
-                      self._session.call_id, command.reply, command.heard_sentences,
-                      command.heard_ms, command.unheard)
+        self._log.barged_in(command)
+
+    async def _recording_pause(self, command: RecordingPause) -> None:
+        self._log.pause(command)
+
+    async def _call_ended(self, command: CallEnded) -> None:
+        self._log.ended(command)
 
     async def _reply_started(self, command: ReplyStarted) -> None:
         latency_ms = (self._loop.time() - self._input_end) * 1000
@@ -370,11 +394,6 @@ class CallRuntime:
         if self._observer is not None:
             self._observer.turn(latency_ms=latency_ms, greeting=command.turn == 0,
                                 parts_ms=parts)
-        timings = " ".join(f"{k}_ms={v:.0f}" for k, v in parts.items())
-        turn_log.info(
-            "call=%s turn=%d state=%s intent=%s confidence=%.2f latency_ms=%.0f %s "
-            "transcript=%r reply=%r",
-            self._session.call_id, command.turn, command.state, command.intent,
-            command.confidence, latency_ms, timings, command.transcript, command.text,
-        )
+        self._log.reply_started(command, at_ms=self._session.now_ms, latency_ms=latency_ms,
+                                parts_ms=parts)
 

@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 from voicebot.errors import ConfigError
 
 from .app import App
+from .call_services import call_record_response, call_services
 from .metrics import cpu_seconds, rss_bytes
 from .transports import select_subprotocol
 
@@ -55,10 +56,12 @@ async def _admin_listener(app: App) -> AsyncIterator[Server | None]:
         yield None
         return
 
-    def process_request(connection: ServerConnection, request: Request) -> Response:
+    async def process_request(connection: ServerConnection, request: Request) -> Response:
         path = request.path.split("?", 1)[0]
         if path in ("/metrics", "/healthz", "/readyz"):
             return app.gate.probe(connection, path)
+        if path.startswith("/calls/"):
+            return await call_record_response(connection, path, app.services.store)
         return connection.respond(http.HTTPStatus.NOT_FOUND, "not an admin endpoint\n")
 
     async def no_websockets(connection: ServerConnection) -> None:  # never reached
@@ -68,7 +71,7 @@ async def _admin_listener(app: App) -> AsyncIterator[Server | None]:
     async with serve(no_websockets, host, config.admin_port,
                      process_request=process_request) as admin:
         sockets = ", ".join(str(s.getsockname()[:2]) for s in admin.sockets)
-        log.info("admin endpoints (/metrics /healthz /readyz) on %s", sockets)
+        log.info("admin endpoints (/metrics /healthz /readyz /calls/ID) on %s", sockets)
         yield admin
 
 
@@ -87,29 +90,36 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, _resolve, stop)
-    async with _admin_listener(app), serve(
-        app.handle,
-        config.host,
-        config.port,
-        ssl=ssl_context,
-        max_size=config.max_message_bytes,
-        max_queue=64,
-        open_timeout=config.handshake_timeout_s,
-        process_request=app.process_request,
-        process_response=app.process_response,
-        select_subprotocol=select_subprotocol,
-        compression=None,
-        ping_interval=20,
-        ping_timeout=20,
-    ) as server:
-        sockets = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
-        log.info("voicebot listening on %s%s", sockets, " (TLS)" if ssl_context else "")
-        if started is not None:
-            started.set_result(server)
-        try:
-            await stop
-        finally:
-            await _drain(app)
+    async with call_services(config, app.webhooks, app.scenarios) as services:
+        app.services = services  # before the first call
+        writer = services.sinks.records
+        if writer is not None:
+            for state in ("dropped", "failed", "pending"):
+                app.metrics.record_writes.labels(state=state).set_function(
+                    functools.partial(getattr, writer, state))
+        async with _admin_listener(app), serve(
+            app.handle,
+            config.host,
+            config.port,
+            ssl=ssl_context,
+            max_size=config.max_message_bytes,
+            max_queue=64,
+            open_timeout=config.handshake_timeout_s,
+            process_request=app.process_request,
+            process_response=app.process_response,
+            select_subprotocol=select_subprotocol,
+            compression=None,
+            ping_interval=20,
+            ping_timeout=20,
+        ) as server:
+            sockets = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
+            log.info("voicebot listening on %s%s", sockets, " (TLS)" if ssl_context else "")
+            if started is not None:
+                started.set_result(server)
+            try:
+                await stop
+            finally:
+                await _drain(app)
     if app.pool is not None:
         app.pool.stop()
     app.executor.shutdown(wait=False, cancel_futures=True)

@@ -8,8 +8,9 @@ which session input, also named in the record's docstring, takes its result.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from voicebot.protocol import ServerEvent
@@ -17,6 +18,8 @@ from voicebot.types import Pcm
 
 __all__ = [
     "BargedIn",
+    "CallEnded",
+    "CallOutcome",
     "CallWebhook",
     "CancelReply",
     "CancelTranscription",
@@ -27,6 +30,7 @@ __all__ = [
     "FeedTranscription",
     "FinishTranscription",
     "Mark",
+    "RecordingPause",
     "ReplyStarted",
     "SendAudio",
     "SendEvent",
@@ -184,9 +188,13 @@ class BargedIn:
 
 @dataclass(frozen=True, slots=True)
 class ReplyStarted:
-    """The first audio frame of ``reply`` is about to be sent (for turn logs and metrics).
+    """The first audio frame of ``reply`` is about to be sent (for turn logs, call
+    records and metrics).
 
-    ``turn`` is the caller turn it answers (0 for the greeting).
+    ``turn`` is the caller turn it answers (0 for the greeting).  Every text here is
+    already masked (:mod:`voicebot.redact`): ``transcript`` (what was heard, or the keys
+    pressed), ``text`` (the reply) and ``slots`` never hold a sensitive value.
+    ``source``: ``greeting``, ``speech``, ``dtmf`` or ``no_input``.
     """
 
     reply: int
@@ -196,6 +204,35 @@ class ReplyStarted:
     confidence: float
     state: str
     text: str
+    source: str = "speech"
+    slots: Mapping[str, str] = field(default_factory=dict)
+    sensitive: bool = False  # the turn or the reply held a masked value
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingPause:
+    """Sensitive input starts (``paused``) or is over: a recording holds silence from
+    here until the next ``RecordingPause(paused=False)``."""
+
+    paused: bool
+    reason: str = ""
+
+
+class CallOutcome(enum.Enum):
+    """How a call ended, for its record."""
+
+    COMPLETED = "completed"  # the dialog hung up at its end
+    TRANSFERRED = "transferred"
+    CALLER_HUNG_UP = "caller_hung_up"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call is over (sent once, before the connection closes): its outcome."""
+
+    outcome: CallOutcome
+    reason: str
 
 
 Command: TypeAlias = (
@@ -216,4 +253,6 @@ Command: TypeAlias = (
     | CallWebhook
     | ReplyStarted
     | BargedIn
+    | RecordingPause
+    | CallEnded
 )

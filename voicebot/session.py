@@ -11,15 +11,15 @@ The Session routes; its parts keep the state, each a pure state machine tested
 alone: :class:`~voicebot.session_turns.TurnTaking` (the caller's utterances,
 transcription and barge-in), :class:`~voicebot.session_replies.Replies` (the
 bot's replies, synthesis and playout) and :class:`~voicebot.session_keys.KeyEntry`
-(DTMF).  The Session itself holds the call's set-up, the dialog, the turn records
-and the no-input timer.
+(DTMF), :class:`~voicebot.session_privacy.CallPrivacy` (masks, recording pauses).
+The Session itself holds the call's set-up, the dialog, the turn notes and the
+no-input timer.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from voicebot import protocol as p
@@ -27,11 +27,12 @@ from voicebot.audio.codecs import AudioEncoding, decode
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
 from voicebot.commands import (
+    CallEnded,
+    CallOutcome,
     CallWebhook,
     CloseConnection,
     Command,
     DetectSpeech,
-    ReplyStarted,
     SendEvent,
     Understand,
 )
@@ -40,6 +41,7 @@ from voicebot.dialog.scenario import Scenario
 from voicebot.errors import ProtocolError
 from voicebot.nlu.entities import extract_entities
 from voicebot.session_keys import KeyEntry, KeyPressKind
+from voicebot.session_privacy import CallPrivacy, TurnNote
 from voicebot.session_replies import Replies
 from voicebot.session_setup import SessionConfig, open_call
 from voicebot.session_turns import TurnTaking
@@ -48,13 +50,6 @@ from voicebot.types import EntityValue, IntentResult, Pcm, Transcript
 __all__ = ["Session", "SessionConfig"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Turn:
-    transcript: str = ""
-    intent: str | None = None
-    confidence: float = 0.0
 
 
 class Session:
@@ -69,6 +64,7 @@ class Session:
         self._marks = marks
         self._config = config
         self.call_id: str | None = None
+        self.start: p.Start | None = None  # the call's start message (its metadata)
         self.closed = False
         self._scenario: Scenario | None = None
         self._dialog: DialogEngine | None = None
@@ -79,9 +75,10 @@ class Session:
         self._listening: TurnTaking | None = None  # the parts, from 'start' on
         self._replies: Replies | None = None
         self._keys = KeyEntry()
+        self._privacy: CallPrivacy | None = None
         self._input_samples = 0  # caller audio received, at the call's rate: the clock
         self._turn = 0
-        self._turns: dict[int, _Turn] = {0: _Turn()}
+        self._turns: dict[int, TurnNote] = {0: TurnNote()}
         self._listen_since_ms: float | None = None  # the no-input timer
         self._text_handlers: dict[str, Callable[[Any], list[Command]]] = {
             "start": self._on_start,
@@ -95,9 +92,6 @@ class Session:
     def now_ms(self) -> float:
         return self._input_samples * 1000.0 / self._rate_hz if self._rate_hz else 0.0
 
-    @property
-    def scenario(self) -> Scenario | None:
-        return self._scenario
 
     def receive_text(self, text: str) -> list[Command]:
         """A native JSON control frame."""
@@ -133,8 +127,7 @@ class Session:
         return []
 
     def receive_bytes(self, data: bytes) -> list[Command]:
-        """A native binary audio frame."""
-        return self.receive_audio(data)
+        return self.receive_audio(data)  # a native binary audio frame
 
     def receive_audio(self, data: bytes) -> list[Command]:
         """Caller audio in the call's encoding."""
@@ -159,6 +152,8 @@ class Session:
     def connection_lost(self) -> list[Command]:
         """The socket went away: release what the call holds."""
         out = self._release()
+        if not self.closed and self._dialog is not None:
+            out.append(CallEnded(CallOutcome.CALLER_HUNG_UP, "connection closed"))
         self.closed = True
         return out
 
@@ -189,7 +184,9 @@ class Session:
             return []
         self._turn += 1
         self._keys.spoken_turn()
-        self._turns[self._turn] = _Turn(transcript=text)
+        expected = self._dialog.expected_slot if self._dialog is not None else None
+        self._turns[self._turn] = TurnNote(transcript=text, source="speech",
+                                           sensitive=CallPrivacy.sensitive_slot(expected))
         event = p.TranscriptEvent(self._turn, text, transcript.confidence, transcript.audio_ms)
         return [
             SendEvent(event),
@@ -227,6 +224,8 @@ class Session:
         else:
             shown = intent or "fallback"
         record.intent, record.confidence = shown, confidence
+        if record.sensitive and self._privacy is not None:
+            self._privacy.given(record.transcript, entities)
         out: list[Command] = [
             SendEvent(p.IntentEvent(turn, shown, confidence, dict(entities)))
         ]
@@ -243,7 +242,8 @@ class Session:
     ) -> list[Command]:
         if self.closed or self._dialog is None:
             return []
-        return self._dialog_step(self._turn, self._dialog.webhook_result(request_id, data, error))
+        outputs = self._dialog.webhook_result(request_id, data, error)
+        return self._dialog_step(self._turn, outputs, source="webhook")
 
     # ------------------------------------------------------------------ client messages
 
@@ -253,6 +253,7 @@ class Session:
         call = open_call(message, scenarios=self._scenarios, config=self._config,
                          marks=self._marks)
         self.call_id, self._scenario, self._dialog = message.call_id, call.scenario, call.dialog
+        self._privacy, self.start = CallPrivacy(call.scenario), message
         self._encoding, self._rate_hz = call.encoding, call.rate_hz
         self._resampler, self._listening, self._replies = (
             call.resampler, call.listening, call.replies)
@@ -272,8 +273,12 @@ class Session:
         if press.kind is KeyPressKind.PENDING:
             return out
         self._turn += 1
-        self._turns[self._turn] = _Turn(transcript=press.digits, intent="dtmf", confidence=1.0)
+        sensitive = CallPrivacy.sensitive_slot(spec)
+        self._turns[self._turn] = TurnNote(transcript=press.digits, intent="dtmf", confidence=1.0,
+                                        source="dtmf", sensitive=sensitive)
         entities = press.entities()
+        if sensitive and self._privacy is not None:
+            self._privacy.given(press.digits, entities)
         out.append(SendEvent(p.IntentEvent(self._turn, "dtmf", 1.0, entities, source="dtmf")))
         user = UserInput(press.digits, None, 0.0, entities, "dtmf")
         return out + self._dialog_step(self._turn, self._dialog.handle(user))
@@ -281,7 +286,8 @@ class Session:
     def _on_stop(self, message: p.Stop) -> list[Command]:
         out = self._release()
         self.closed = True
-        return [*out, CloseConnection(p.CloseCode.NORMAL, p.close_reason(message.reason))]
+        ended = CallEnded(CallOutcome.CALLER_HUNG_UP, message.reason or "stop")
+        return [*out, ended, CloseConnection(p.CloseCode.NORMAL, p.close_reason(message.reason))]
 
     # ------------------------------------------------------------------ replies
 
@@ -300,10 +306,22 @@ class Session:
                  self.call_id, reply_id, heard.sentences, heard.ms)
         if self._dialog is not None:
             self._dialog.values["interrupted"] = heard.as_values()
-        return out
+        return self._private(out)
 
-    def _dialog_step(self, turn: int, outputs: list[Any]) -> list[Command]:
+    def _private(self, out: list[Command]) -> list[Command]:
+        """``out`` masked, then a recording pause or resume if due (CallPrivacy.update)."""
+        if self._privacy is None or self._dialog is None or self._replies is None:
+            return out
+        current = self._replies.current
+        return self._privacy.update(out, expecting=self._dialog.expected_slot,
+                                    playing=current.id if current is not None else None)
+
+    def _dialog_step(self, turn: int, outputs: list[Any],
+                     source: str | None = None) -> list[Command]:
+        """The dialog's ``outputs`` for ``turn`` (``source``: no_input, webhook)."""
         assert self._dialog is not None and self._replies is not None
+        assert self._privacy is not None
+        self._privacy.learn(self._dialog.slots)
         texts: list[str] = []
         final: EndCall | None = None
         out: list[Command] = []
@@ -315,28 +333,27 @@ class Session:
             elif isinstance(item, WebhookRequest):
                 out.append(CallWebhook(item.request_id, item.url, item.payload, item.timeout_ms))
         if not texts:
-            if final is not None:
-                out += self._end_call(final)
-            return out
+            return self._private(out + (self._end_call(final) if final is not None else []))
         replies = self._replies
         if replies.current is not None:
             out += self._barge_in() if self._bot_speaking() else replies.cancel()
         text = " ".join(texts)
-        record = self._turns.get(turn, _Turn())
-        started = ReplyStarted(
-            replies.next_id(), turn, record.transcript, record.intent, record.confidence,
-            self._dialog.state.name, text,
-        )
-        return out + replies.start(text=text, final=final, log_record=started)
+        note = self._turns.get(turn, TurnNote()) if source is None else TurnNote(source=source)
+        started = self._privacy.reply_started(replies.next_id(), turn, note, text=text,
+                                              state=self._dialog.state.name,
+                                              slots=self._dialog.slots)
+        out += replies.start(text=text, final=final, log_record=started)
+        return self._private(out)
 
     def _end_call(self, final: EndCall) -> list[Command]:
         self.closed = True
-        event: p.ServerEvent = (
-            p.Transfer(final.detail) if final.kind == "transfer" else p.Hangup(final.detail)
-        )
+        transfer = final.kind == "transfer"
+        event: p.ServerEvent = p.Transfer(final.detail) if transfer else p.Hangup(final.detail)
+        outcome = CallOutcome.TRANSFERRED if transfer else CallOutcome.COMPLETED
         return [
             *self._release(),
             SendEvent(event),
+            CallEnded(outcome, final.detail or final.kind),
             CloseConnection(p.CloseCode.NORMAL, final.kind),
         ]
 
@@ -350,6 +367,7 @@ class Session:
             if reply.final is not None:
                 return out + self._end_call(reply.final)
             self._listen_since_ms = self.now_ms
+            out = self._private(out)
         timeout_ms = self._scenario.settings.no_input_timeout_ms if self._scenario else 0
         quiet = (self._replies is not None and self._replies.current is None
                  and self._listening is not None and not self._listening.open)
@@ -359,7 +377,8 @@ class Session:
             and self.now_ms - self._listen_since_ms >= timeout_ms
         ):
             self._listen_since_ms = None
-            out += self._dialog_step(self._turn, self._dialog.handle(UserInput(source="no_input")))
+            no_input = self._dialog.handle(UserInput(source="no_input"))
+            out += self._dialog_step(self._turn, no_input, source="no_input")
         return out
 
     def _release(self) -> list[Command]:
@@ -369,6 +388,9 @@ class Session:
     def _fail(self, exc: ProtocolError) -> list[Command]:
         log.warning("call %s: protocol error: %s", self.call_id or "-", exc)
         out = self._release()
+        if self._dialog is not None:
+            reason = self._privacy.redactor.text(str(exc)) if self._privacy else str(exc)
+            out.append(CallEnded(CallOutcome.FAILED, f"protocol error: {reason}"))
         self.closed = True
         error = p.ErrorEvent(exc.close_code, str(exc), True)
         close = CloseConnection(exc.close_code, p.close_reason(str(exc)))

@@ -15,11 +15,13 @@ from voicebot import protocol as p
 from voicebot.audio.codecs import AudioEncoding, encode
 from voicebot.commands import (
     BargedIn,
+    CallEnded,
     CallWebhook,
     CancelReply,
     CloseConnection,
     Command,
     Mark,
+    RecordingPause,
     ReplyStarted,
     SendAudio,
     SendEvent,
@@ -71,6 +73,8 @@ class SessionDriver:
         self.barge_ins: list[int] = []
         self.barged: list[BargedIn] = []
         self.marks: list[Mark] = []
+        self.pauses: list[RecordingPause] = []
+        self.ended: list[CallEnded] = []
         self.close: CloseConnection | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             SendEvent: self._event,
@@ -81,6 +85,8 @@ class SessionDriver:
             CallWebhook: self.webhooks.append,
             ReplyStarted: self.replies.append,
             BargedIn: self._barged_in,
+            RecordingPause: self.pauses.append,
+            CallEnded: self.ended.append,
         }
 
     def text(self, message: str | p.ClientMessage) -> None:

@@ -111,6 +111,7 @@ def running_server(log_dir: Path, *args: str, env: Mapping[str, str] | None = No
     log_path = log_dir / "server.log"
     env = dict(os.environ, VOICEBOT_PORT=str(port), VOICEBOT_LOG_LEVEL="INFO", **(env or {}))
     env.setdefault("VOICEBOT_MODELS_DIR", str(MODELS_DIR))
+    env.setdefault("VOICEBOT_DATA_DIR", str(log_dir / "data"))  # records, recordings
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", *args], cwd=REPO, env=env,

@@ -17,12 +17,14 @@ from server.runtime import CallRuntime
 from tests.unit.test_health import SPEC, sleepy_cell
 from voicebot.commands import (
     BargedIn,
+    CallEnded,
     CallWebhook,
     CancelReply,
     CloseConnection,
     Command,
     FinishTranscription,
     Mark,
+    RecordingPause,
     ReplyStarted,
     SendAudio,
     SendEvent,
@@ -52,7 +54,7 @@ from voicebot.types import Pcm, Transcript
 __all__: list[str] = []
 
 NOT_JOBS = {SendEvent, SendAudio, Mark, CloseConnection, CancelReply, CallWebhook, ReplyStarted,
-            BargedIn}
+            BargedIn, RecordingPause, CallEnded}
 """The commands that are no engine job: the runtime sends, logs or posts them itself."""
 
 _SAMPLE_VALUES: dict[object, object] = {int: 1, str: "bank_card",

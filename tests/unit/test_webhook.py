@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from server.webhook import post_json
+from server.egress import EgressPolicy
+from server.webhook import WebhookClient
 
 __all__: list[str] = []
 
@@ -48,25 +49,31 @@ def base_url() -> Iterator[str]:
     server.shutdown()
 
 
-async def test_success_echoes_payload(base_url: str) -> None:
-    data, error = await post_json(f"{base_url}/ok", {"slots": {"a": "1"}}, timeout_s=2)
+@pytest.fixture
+async def client() -> AsyncIterator[WebhookClient]:
+    async with WebhookClient(policy=EgressPolicy(allow_private=True)) as client:
+        yield client
+
+
+async def test_success_echoes_payload(base_url: str, client: WebhookClient) -> None:
+    data, error = await client.post_json(f"{base_url}/ok", {"slots": {"a": "1"}}, timeout_s=2)
     assert error is None and data == {"echo": {"a": "1"}, "ok": True}
 
 
-async def test_timeout(base_url: str) -> None:
+async def test_timeout(base_url: str, client: WebhookClient) -> None:
     started = time.perf_counter()
-    data, error = await post_json(f"{base_url}/slow", {"slots": {}}, timeout_s=0.2)
+    data, error = await client.post_json(f"{base_url}/slow", {"slots": {}}, timeout_s=0.2)
     assert data is None and error is not None and "within 0.2 s" in error
     assert time.perf_counter() - started < 0.9
 
 
 @pytest.mark.parametrize(("path", "message"), [("/fail", "HTTP 500"),
                                                ("/garbage", "not JSON")])
-async def test_errors(base_url: str, path: str, message: str) -> None:
-    data, error = await post_json(f"{base_url}{path}", {"slots": {}}, timeout_s=2)
+async def test_errors(base_url: str, client: WebhookClient, path: str, message: str) -> None:
+    data, error = await client.post_json(f"{base_url}{path}", {"slots": {}}, timeout_s=2)
     assert data is None and error is not None and message in error
 
 
-async def test_connection_refused() -> None:
-    data, error = await post_json("http://127.0.0.1:9/x", {}, timeout_s=2)
+async def test_connection_refused(client: WebhookClient) -> None:
+    data, error = await client.post_json("http://127.0.0.1:9/x", {}, timeout_s=2)
     assert data is None and error is not None and error.startswith("request failed")

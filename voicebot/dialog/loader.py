@@ -44,7 +44,7 @@ _TOP_KEYS = (
 )
 _SETTINGS_KEYS = (
     "nlu_threshold", "slot_escape_threshold", "max_retries", "barge_in_min_ms",
-    "no_input_timeout_ms", "fallback_state", "endpointing",
+    "no_input_timeout_ms", "fallback_state", "endpointing", "recording",
 )
 
 
@@ -75,7 +75,15 @@ def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
         no_input_timeout_ms=node.get("no_input_timeout_ms", defaults.no_input_timeout_ms),
         fallback_state=node.get("fallback_state"),
         endpointing={k: float(v) for k, v in endpointing.items()},
+        recording=_recording(ctx, node),
     )
+
+
+def _recording(ctx: ParseContext, node: LineDict) -> bool | None:
+    value = node.get("recording")
+    if value is not None and not isinstance(value, bool):
+        raise ctx.fail(node, "recording", "'recording' must be true or false")
+    return value
 
 
 def _check_references(ctx: ParseContext, doc: LineDict, scenario: Scenario) -> None:

@@ -102,7 +102,8 @@ def parse_slots(ctx: ParseContext, doc: LineDict) -> dict[str, SlotSpec]:
     node = ctx.mapping(doc, "slots", node)
     for name, spec in node.items():
         spec = ctx.mapping(node, name, spec)
-        ctx.unknown_keys(spec, ("type", "prompt", "reprompt", "length", "min", "max"), "slot")
+        ctx.unknown_keys(spec, ("type", "prompt", "reprompt", "length", "min", "max",
+                                "sensitive"), "slot")
         kind = spec.get("type")
         if kind not in _SLOT_TYPES:
             raise ctx.fail(spec, "type", f"slot '{name}' type must be one of {_SLOT_TYPES}")
@@ -115,8 +116,16 @@ def parse_slots(ctx: ParseContext, doc: LineDict) -> dict[str, SlotSpec]:
             name=name, type=kind, prompt=prompt,
             reprompt=ctx.text(spec, "reprompt", required=False) or prompt,
             length=length, min_value=spec.get("min"), max_value=spec.get("max"),
+            sensitive=_flag(ctx, spec, "sensitive"),
         )
     return slots
+
+
+def _flag(ctx: ParseContext, spec: LineDict, key: str) -> bool:
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise ctx.fail(spec, key, f"'{key}' must be true or false")
+    return value
 
 
 def parse_tables(ctx: ParseContext, doc: LineDict) -> dict[str, Table]:

@@ -50,6 +50,9 @@ class SlotSpec:
     length: int | None = None
     min_value: int | None = None
     max_value: int | None = None
+    sensitive: bool = False
+    """PII (a card number): masked in logs, call records, metrics and end-of-call
+    webhooks; the recording pauses while it is asked for (voicebot.redact)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,9 @@ class ScenarioSettings:
     no_input_timeout_ms: int = 8000
     fallback_state: str | None = None
     endpointing: Mapping[str, float] = field(default_factory=dict)
+    recording: bool | None = None
+    """Record this scenario's calls (True), never (False), or as the server's
+    ``recordings`` setting says (None)."""
 
 
 @dataclass(frozen=True, slots=True)
