@@ -217,3 +217,17 @@ def test_the_release_hears_short_words_on_the_phone_line(release: SileroSpeechDe
     probs = release.open_stream().probabilities(wide)
     assert (probs >= 0.5).sum() >= 3  # ~100 ms of speech: past the endpointer's onset
     assert probs[:5].max() < 0.2 and probs[-10:].max() < 0.2  # the silence is not
+
+
+def test_the_release_is_not_triggered_by_line_noise_tones_or_hum(
+        release: SileroSpeechDetector) -> None:
+    """What a phone line carries besides speech stays far below the 0.5 threshold:
+    white noise up to a loud hiss, a DTMF key held for 6 s, mains hum."""
+    t = np.arange(190 * WINDOW) / 16000
+    dtmf = 8000 * np.sin(2 * np.pi * 697 * t) + 8000 * np.sin(2 * np.pi * 1209 * t)
+    hum = 3000 * np.sin(2 * np.pi * 60 * t)
+    rng = np.random.default_rng(7)
+    sounds = [np.clip(rng.normal(0, std, len(t)), -32768, 32767) for std in (30, 300, 3000)]
+    for sound in (*sounds, dtmf, hum):
+        probs = release.open_stream().probabilities(sound.astype(np.int16))
+        assert probs.max() < 0.3
