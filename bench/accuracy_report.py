@@ -170,7 +170,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         "- calls run at real-time pace, so where the VAD windows fall in the caller's speech "
         "differs from run to run, and pocketsphinx adapts its channel mean across "
         "utterances: expect call figures to move by a card or a phrasing between runs; "
-        "the WER runs are deterministic", "",
+        "the WER runs are deterministic",
+        "- stacks are measured one at a time (`--stack`), so rows may come from different "
+        "days and code: each row's engines *as measured* are under Stacks, its dates and "
+        "commit under Details", "",
         "## Summary", "", *_summary(report), "",
         "## Stacks", "",
     ]

@@ -150,13 +150,13 @@ STACKS: Mapping[str, Stack] = {stack.name: stack for stack in (
     ),
     _whisper_stack(
         "default", "whisper-tiny.en",
-        "REAL Whisper tiny.en int8 + Piper joe medium: 141 MB download; open-vocabulary "
-        "English, natural voice; WER 6.8% on recorded 8 kHz prompts, 16/16 spoken card "
+        "REAL Whisper tiny.en int8 + Piper joe medium: 143 MB download; open-vocabulary "
+        "English, natural voice; WER 4.9% on recorded 8 kHz prompts, 16/16 spoken card "
         "numbers (docs/benchmarks/accuracy.md)"),
     _whisper_stack(
         "reference", "whisper-base",
-        "REAL Whisper base (multilingual) int8 + Piper joe medium: 211 MB download; ~2x "
-        "default's ASR compute; WER 6.5% on recorded 8 kHz prompts, 15/16 spoken card "
+        "REAL Whisper base (multilingual) int8 + Piper joe medium: 213 MB download; ~2x "
+        "default's ASR compute; WER 4.8% on recorded 8 kHz prompts, 15/16 spoken card "
         "numbers (docs/benchmarks/accuracy.md)"),
 )}
 
