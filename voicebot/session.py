@@ -92,7 +92,6 @@ class Session:
     def now_ms(self) -> float:
         return self._input_samples * 1000.0 / self._rate_hz if self._rate_hz else 0.0
 
-
     def receive_text(self, text: str) -> list[Command]:
         """A native JSON control frame."""
         if self.closed:
