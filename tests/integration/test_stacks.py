@@ -61,8 +61,8 @@ async def _call(url: str, *turns: CallerTurn, call_id: str = "") -> list[TurnRep
 
 def test_the_log_names_the_stack_and_its_real_models(default_stack: ServerProcess) -> None:
     log = default_stack.log_path.read_text()
-    assert ("stack default: engines vad=silero asr=whisper nlu=minilm tts=piper (asr "
-            "model=whisper-tiny.en, tts voice=en_US-joe-medium)") in log
+    assert ("stack default: engines vad=silero asr=whisper nlu=minilm tts=piper (vad "
+            "model=silero-vad, asr model=whisper-tiny.en, tts voice=en_US-joe-medium)") in log
     assert "SYNTHETIC" not in log  # real weights, as the cells' loaders say too
     assert "loaded Whisper" in log and "whisper-tiny.en (int8" in log
 
@@ -91,9 +91,9 @@ def test_a_stack_whose_models_are_missing_names_the_pull(tmp_path: Path) -> None
                            "--no-pull", "--port", str(free_port())], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
-    assert ("model 'whisper-base' is not installed in " f"{tmp_path / 'empty'}; run "
-            "`voicebot models pull whisper-base` (the whole stack: `voicebot models pull "
-            "--stack reference") in done.stderr
+    assert ("model 'silero-vad' is not installed in " f"{tmp_path / 'empty'}; run "
+            "`voicebot models pull silero-vad` (the whole stack: `voicebot models pull "
+            "--stack reference") in done.stderr  # the first of the stack's models
 
 
 async def test_a_spoken_card_number_ends_its_turn_once_complete(
