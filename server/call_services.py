@@ -40,6 +40,7 @@ from .call_log import CallLogSinks
 from .call_webhook import CallEndNotifier
 from .config import ServerConfig
 from .records import RecordStore, RecordWriter, open_store
+from .records.store import redact_url
 from .webhook import WebhookClient
 
 __all__ = ["CallServices", "call_record_response", "call_services", "prune_recordings"]
@@ -121,7 +122,7 @@ def _describe(config: ServerConfig) -> str:
     target = config.records.strip()
     if target.lower() == "sqlite":
         return f"sqlite {config.data_dir / 'calls.sqlite3'}"
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", target)
+    return redact_url(target)
 
 
 async def _retention(store: RecordStore | None, recordings: Path | None,
