@@ -20,6 +20,7 @@ from voicebot.errors import ConfigError
 
 from .auth import AuthConfig, parse_auth_config
 from .call_webhook import CallWebhookConfig, parse_call_webhook
+from .cpus import default_cpus
 from .egress import WebhookConfig, parse_webhook_config
 from .paths import (
     REPO_ROOT,
@@ -47,7 +48,8 @@ class ServerConfig:
     worker_threads: int = 2
     engine_threads: int = 1
     max_message_bytes: int = 64 * 1024
-    cpus: tuple[int, ...] = field(default_factory=lambda: tuple(sorted(os.sched_getaffinity(0))))
+    cpus: tuple[int, ...] = field(default_factory=default_cpus)
+    """Default: the affinity cut down to the cgroup CPU quota (server/cpus.py)."""
     dialogs_per_core: int = 2
     cells: bool = True
     """One pinned worker process per CPU runs the engines (false: threads in this process)."""
