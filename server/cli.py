@@ -1,4 +1,5 @@
-"""The ``voicebot`` command: ``serve``, ``call``, ``simulate``, ``models`` and ``token``.
+"""The ``voicebot`` command: ``serve``, ``call``, ``simulate``, ``models``, ``token``,
+``calls`` and ``check`` (validate a config and scenarios before a rollout).
 
 Benchmarks and the load tests' caller audio are repository tools: ``python -m bench``.
 """
@@ -58,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="refuse to start when a model of the engines is not installed "
                             "(default: pull it, printing what is pulled from where)")
     serve.add_argument("--cpus", default=None,
-                       help="CPUs to run on, e.g. 0-3 (default: the process's affinity)")
+                       help="CPUs to run on, e.g. 0-3 (default: the process's affinity, cut "
+                            "down to its cgroup CPU quota in a container)")
     serve.add_argument("--dialogs-per-core", type=int, default=None,
                        help="live dialogs per CPU before calls are refused (default 2)")
     serve.add_argument("--slo-p95-ms", type=float, default=None,
@@ -100,11 +102,13 @@ def _parser() -> argparse.ArgumentParser:
 
     from .auth_cli import register as register_token
     from .calls_cli import register as register_calls
+    from .check_cli import register as register_check
     from .models_cli import register as register_models
 
     register_models(sub)
     register_calls(sub)
     register_token(sub)
+    register_check(sub)
     return parser
 
 
@@ -128,6 +132,7 @@ def _pin_process(cpus: Sequence[int]) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from .app import load_app
     from .config import load_config
+    from .cpus import detect_cpus, format_cpus
     from .serving import run_server
 
     config = load_config(args.config, overrides={
@@ -136,8 +141,11 @@ def _serve(args: argparse.Namespace) -> int:
         "stack": args.stack, "pull_models": False if args.no_pull else None,
     })
     _configure_logging(config.log_level, config.log_format)
+    detected = detect_cpus()  # before pinning: the affinity the process was given
+    chosen = (detected.describe() if config.cpus == detected.cpus else
+              f"CPUs {format_cpus(config.cpus)} (cpus/--cpus; else {detected.describe()})")
     _pin_process(config.cpus)
-    log.info("pinned to CPUs %s; capacity %d dialogs", ",".join(map(str, config.cpus)),
+    log.info("pinned to %s; capacity %d dialogs", chosen,
              config.dialogs_per_core * len(config.cpus))
     try:
         import uvloop
@@ -192,6 +200,12 @@ def _calls(args: argparse.Namespace) -> int:
     return run_from_config(args, load_config(args.config))
 
 
+def _check(args: argparse.Namespace) -> int:
+    from .check_cli import run as run_check
+
+    return run_check(args)
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models_cli import run as run_models
 
@@ -210,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         handlers = {"serve": _serve, "call": _call, "simulate": _simulate,
-                    "models": _models, "token": _token, "calls": _calls}
+                    "models": _models, "token": _token, "calls": _calls, "check": _check}
         return handlers[args.command](args)
     except VoicebotError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)

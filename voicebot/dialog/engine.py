@@ -2,15 +2,18 @@
 
 Inputs are the caller's understood turns (:class:`UserInput`), webhook results
 and no-input timeouts; outputs are prompts to speak, webhook requests to make,
-and the end of the call (transfer or hang-up).  It does no I/O and reads no
-clock, so it is driven the same way by the server, tests and tools.
+the end of the call (transfer or hang-up), and, first, :class:`Retried` when a turn
+was not understood (a reprompt, or the state's fallback once its retries are spent:
+what contact-center metrics count).  It does no I/O and reads no clock, so it is
+driven the same way by the server, tests and tools; :func:`sort_outputs` sorts a
+step's outputs for its runner.
 """
 
 from __future__ import annotations
 
 import logging
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,11 +38,14 @@ __all__ = [
     "DEFAULT_REPROMPT",
     "DialogEngine",
     "DialogOutput",
+    "DialogStep",
     "EndCall",
     "Prompt",
+    "Retried",
     "UserInput",
     "WebhookRequest",
     "slot_value",
+    "sort_outputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,7 +84,36 @@ class EndCall:
     detail: str
 
 
-DialogOutput = Prompt | WebhookRequest | EndCall
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retried:
+    """The caller's turn (or silence) did not answer state ``state``: it is asked again,
+    or, with ``fallback``, its retries are spent and the state's fallback follows."""
+
+    state: str
+    fallback: bool
+
+
+DialogOutput = Prompt | WebhookRequest | EndCall | Retried
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialogStep:
+    """A step's outputs sorted: the prompts' texts, the webhooks to call, how the call
+    ends (None: it goes on) and whether the step retried."""
+
+    texts: tuple[str, ...] = ()
+    webhooks: tuple[WebhookRequest, ...] = ()
+    final: EndCall | None = None
+    retried: Retried | None = None
+
+
+def sort_outputs(outputs: Sequence[DialogOutput]) -> DialogStep:
+    """``outputs`` of one dialog step, sorted by kind (each kind in order)."""
+    ends = [o for o in outputs if isinstance(o, EndCall)]
+    retries = [o for o in outputs if isinstance(o, Retried)]
+    return DialogStep(texts=tuple(o.text for o in outputs if isinstance(o, Prompt)),
+                      webhooks=tuple(o for o in outputs if isinstance(o, WebhookRequest)),
+                      final=ends[-1] if ends else None, retried=retries[0] if retries else None)
 
 
 def slot_value(spec: SlotSpec, user: UserInput) -> EntityValue | None:
@@ -212,18 +247,20 @@ class DialogEngine:
     def _retry(self, spec: SlotSpec | None) -> list[DialogOutput]:
         self.retries += 1
         if self.retries <= self.scenario.settings.max_retries:
+            retried = Retried(state=self.state.name, fallback=False)
             if spec is not None:
-                return [Prompt(self.render(spec.reprompt))]
+                return [retried, Prompt(self.render(spec.reprompt))]
             fallback = self.state.fallback
             text = fallback.reprompt if fallback and fallback.reprompt else None
-            return [Prompt(self.render(text or DEFAULT_REPROMPT))]
+            return [retried, Prompt(self.render(text or DEFAULT_REPROMPT))]
+        retried = Retried(state=self.state.name, fallback=True)
         target = (self.state.fallback.then if self.state.fallback else None) or (
             self.scenario.settings.fallback_state
         )
         if target is None:
             self.finished = True
-            return [EndCall("hangup", "no_match")]
-        return self._enter(target)
+            return [retried, EndCall("hangup", "no_match")]
+        return [retried, *self._enter(target)]
 
     def _enter(self, name: str) -> list[DialogOutput]:
         self.state = self.scenario.states[name]

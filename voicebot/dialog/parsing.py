@@ -1,19 +1,24 @@
 """Parse the sections of a scenario YAML document into :mod:`voicebot.dialog.scenario` types.
 
-:class:`ParseContext` carries the file name so that every problem is raised as
-a :class:`~voicebot.errors.ScenarioError` reading ``file:line: problem``;
+:class:`~voicebot.dialog.context.ParseContext` carries the file name so that
+every problem is raised as a :class:`~voicebot.dialog.yamlnodes.LocatedError` (a
+:class:`~voicebot.errors.ScenarioError` reading ``file:line: problem``);
 :func:`parse_intents`, :func:`parse_slots`, :func:`parse_tables` and
 :func:`parse_state` (with its actions) each validate one section.
 :mod:`voicebot.dialog.loader` parses the rest (settings) and checks the
 references between sections.
+
+With ``ParseContext(path, collect=True)`` (``voicebot check``) a unit (an intent,
+slot, table, action or state) with problems is left out and parsing goes on with
+the next one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, get_args
 
+from voicebot.dialog.context import ParseContext
 from voicebot.dialog.scenario import (
     Action,
     Ask,
@@ -31,13 +36,10 @@ from voicebot.dialog.scenario import (
     Table,
     Transfer,
     Webhook,
-    template_fields,
 )
 from voicebot.dialog.yamlnodes import LineDict
-from voicebot.errors import ScenarioError
 
 __all__ = [
-    "ParseContext",
     "parse_intents",
     "parse_slots",
     "parse_state",
@@ -47,53 +49,24 @@ __all__ = [
 _SLOT_TYPES: tuple[str, ...] = get_args(SlotType)
 
 
-class ParseContext:
-    """Collects the file name so every error says where it happened."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, node: Any, key: str | None, problem: str) -> ScenarioError:
-        line = node.line_of(key) if isinstance(node, LineDict) and key else getattr(node, "line", 0)
-        return ScenarioError(f"{self.path}:{line}: {problem}")
-
-    def mapping(self, node: Any, key: str, value: Any) -> LineDict:
-        if not isinstance(value, LineDict):
-            raise self.fail(node, key, f"'{key}' must be a mapping")
-        return value
-
-    def text(self, node: Any, key: str, *, required: bool = True) -> str | None:
-        value = node.get(key) if isinstance(node, dict) else None
-        if value is None:
-            if required:
-                raise self.fail(node, key, f"missing '{key}'")
-            return None
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise self.fail(node, key, f"'{key}' must be text")
-        try:
-            template_fields(str(value))
-        except ValueError as exc:
-            raise self.fail(node, key, f"bad template in '{key}': {exc}") from exc
-        return str(value)
-
-    def unknown_keys(self, node: LineDict, allowed: tuple[str, ...], what: str) -> None:
-        for key in node:
-            if key not in allowed:
-                raise self.fail(node, key, f"unknown key '{key}' in {what}")
-
-
 def parse_intents(ctx: ParseContext, doc: LineDict) -> dict[str, tuple[str, ...]]:
     intents: dict[str, tuple[str, ...]] = {}
     node = ctx.mapping(doc, "intents", doc.get("intents"))
     for name, spec in node.items():
-        spec = ctx.mapping(node, name, spec)
-        examples = spec.get("examples")
-        if not isinstance(examples, list) or not examples:
-            raise ctx.fail(spec, "examples", f"intent '{name}' needs a non-empty 'examples' list")
-        if not all(isinstance(e, str) and e.strip() for e in examples):
-            raise ctx.fail(spec, "examples", f"intent '{name}' has an empty or non-text example")
-        intents[name] = tuple(examples)
+        examples = ctx.attempt(_parse_intent, ctx, node, name, spec)
+        if examples is not None:
+            intents[name] = examples
     return intents
+
+
+def _parse_intent(ctx: ParseContext, node: LineDict, name: str, spec: Any) -> tuple[str, ...]:
+    spec = ctx.mapping(node, name, spec)
+    examples = spec.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise ctx.fail(spec, "examples", f"intent '{name}' needs a non-empty 'examples' list")
+    if not all(isinstance(e, str) and e.strip() for e in examples):
+        raise ctx.fail(spec, "examples", f"intent '{name}' has an empty or non-text example")
+    return tuple(examples)
 
 
 def parse_slots(ctx: ParseContext, doc: LineDict) -> dict[str, SlotSpec]:
@@ -101,24 +74,33 @@ def parse_slots(ctx: ParseContext, doc: LineDict) -> dict[str, SlotSpec]:
     node = doc.get("slots") or LineDict()
     node = ctx.mapping(doc, "slots", node)
     for name, spec in node.items():
-        spec = ctx.mapping(node, name, spec)
-        ctx.unknown_keys(spec, ("type", "prompt", "reprompt", "length", "min", "max",
-                                "sensitive"), "slot")
-        kind = spec.get("type")
-        if kind not in _SLOT_TYPES:
-            raise ctx.fail(spec, "type", f"slot '{name}' type must be one of {_SLOT_TYPES}")
-        prompt = ctx.text(spec, "prompt")
-        assert prompt is not None
-        length = spec.get("length")
-        if length is not None and (not isinstance(length, int) or length < 1):
-            raise ctx.fail(spec, "length", "'length' must be a positive whole number")
-        slots[name] = SlotSpec(
-            name=name, type=kind, prompt=prompt,
-            reprompt=ctx.text(spec, "reprompt", required=False) or prompt,
-            length=length, min_value=spec.get("min"), max_value=spec.get("max"),
-            sensitive=_flag(ctx, spec, "sensitive"),
-        )
+        slot = ctx.attempt(_parse_slot, ctx, node, name, spec)
+        if slot is not None:
+            slots[name] = slot
     return slots
+
+
+def _parse_slot(ctx: ParseContext, node: LineDict, name: str, spec: Any) -> SlotSpec:
+    spec = ctx.mapping(node, name, spec)
+    mark = ctx.mark()
+    ctx.unknown_keys(spec, ("type", "prompt", "reprompt", "length", "min", "max",
+                            "sensitive"), "slot")
+    kind = spec.get("type")
+    if kind not in _SLOT_TYPES:
+        ctx.report(ctx.fail(spec, "type", f"slot '{name}' type must be one of {_SLOT_TYPES}"))
+    prompt = ctx.attempt(ctx.text, spec, "prompt")
+    length = spec.get("length")
+    if length is not None and (not isinstance(length, int) or length < 1):
+        ctx.report(ctx.fail(spec, "length", "'length' must be a positive whole number"))
+    reprompt = ctx.attempt(ctx.text, spec, "reprompt", required=False)
+    sensitive = ctx.attempt(_flag, ctx, spec, "sensitive")
+    ctx.settle(mark)
+    assert prompt is not None and sensitive is not None
+    return SlotSpec(
+        name=name, type=kind, prompt=prompt, reprompt=reprompt or prompt,
+        length=length, min_value=spec.get("min"), max_value=spec.get("max"),
+        sensitive=sensitive,
+    )
 
 
 def _flag(ctx: ParseContext, spec: LineDict, key: str) -> bool:
@@ -132,20 +114,29 @@ def parse_tables(ctx: ParseContext, doc: LineDict) -> dict[str, Table]:
     tables: dict[str, Table] = {}
     node = ctx.mapping(doc, "data", doc.get("data") or LineDict())
     for name, spec in node.items():
-        spec = ctx.mapping(node, name, spec)
-        key = spec.get("key")
-        rows = spec.get("rows")
-        if not isinstance(key, str):
-            raise ctx.fail(spec, "key", f"table '{name}' needs a 'key' column name")
-        if not isinstance(rows, list):
-            raise ctx.fail(spec, "rows", f"table '{name}' needs a 'rows' list")
-        by_key: dict[str, dict[str, str]] = {}
-        for row in rows:
-            if not isinstance(row, dict) or key not in row:
-                raise ctx.fail(spec, "rows", f"every row of table '{name}' needs column '{key}'")
-            by_key[str(row[key])] = {str(k): str(v) for k, v in row.items()}
-        tables[name] = Table(key=key, rows=by_key)
+        table = ctx.attempt(_parse_table, ctx, node, name, spec)
+        if table is not None:
+            tables[name] = table
     return tables
+
+
+def _parse_table(ctx: ParseContext, node: LineDict, name: str, spec: Any) -> Table:
+    spec = ctx.mapping(node, name, spec)
+    key = spec.get("key")
+    rows = spec.get("rows")
+    if not isinstance(key, str):
+        raise ctx.fail(spec, "key", f"table '{name}' needs a 'key' column name")
+    if not isinstance(rows, list):
+        raise ctx.fail(spec, "rows", f"table '{name}' needs a 'rows' list")
+    by_key: dict[str, dict[str, str]] = {}
+    for row in rows:
+        if not isinstance(row, dict) or key not in row:
+            problem = f"every row of table '{name}' needs column '{key}'"
+            if isinstance(row, LineDict):
+                raise ctx.fail(row, None, problem)
+            raise ctx.fail(spec, "rows", problem)
+        by_key[str(row[key])] = {str(k): str(v) for k, v in row.items()}
+    return Table(key=key, rows=by_key)
 
 
 def _parse_action(ctx: ParseContext, node: Any, where: LineDict) -> Action:
@@ -156,7 +147,10 @@ def _parse_action(ctx: ParseContext, node: Any, where: LineDict) -> Action:
             action: Action = parsers[kind](ctx, node, arg)
             return action
         raise ctx.fail(node, kind, f"unknown action '{kind}' (use one of {', '.join(parsers)})")
-    raise ctx.fail(where, "actions", "each action must be a mapping with exactly one key")
+    problem = "each action must be a mapping with exactly one key"
+    if isinstance(node, LineDict):
+        raise ctx.fail(node, None, problem)
+    raise ctx.fail(where, "actions", problem)
 
 
 def _arg_map(
@@ -215,30 +209,24 @@ _ACTION_PARSERS: dict[str, Callable[[ParseContext, LineDict, Any], Action]] = {
 
 
 def parse_state(ctx: ParseContext, name: str, node: LineDict) -> State:
+    mark = ctx.mark()
     ctx.unknown_keys(node, ("actions", "on", "next", "branch", "fallback"), f"state '{name}'")
     raw_actions = node.get("actions") or []
     if not isinstance(raw_actions, list):
-        raise ctx.fail(node, "actions", "'actions' must be a list")
-    actions = tuple(_parse_action(ctx, a, node) for a in raw_actions)
-    on = dict(ctx.mapping(node, "on", node["on"])) if "on" in node else {}
-    branches: list[Branch] = []
-    for raw in node.get("branch") or []:
-        if not isinstance(raw, LineDict) or "goto" not in raw:
-            raise ctx.fail(node, "branch", "each branch needs 'goto' (and optional 'when')")
-        cond = None
-        if "when" in raw:
-            when = ctx.mapping(raw, "when", raw["when"])
-            if set(when) != {"slot", "equals"}:
-                raise ctx.fail(raw, "when", "'when' takes exactly 'slot' and 'equals'")
-            cond = Condition(slot=str(when["slot"]), equals=when["equals"])
-        branches.append(Branch(when=cond, goto=str(raw["goto"])))
-    fallback = None
-    if "fallback" in node:
-        fb = _arg_map(ctx, node, "fallback", node["fallback"], ("reprompt", "then"))
-        fallback = Fallback(
-            reprompt=ctx.text(fb, "reprompt", required=False),
-            then=ctx.text(fb, "then", required=False),
-        )
+        ctx.report(ctx.fail(node, "actions", "'actions' must be a list"))
+        raw_actions = []
+    actions = tuple(a for a in (ctx.attempt(_parse_action, ctx, raw, node) for raw in raw_actions)
+                    if a is not None)
+    on = ctx.attempt(_parse_on, ctx, node)
+    raw_branches = node.get("branch") or []
+    if not isinstance(raw_branches, list):
+        ctx.report(ctx.fail(node, "branch", "'branch' must be a list of goto/when entries"))
+        raw_branches = []
+    branches = tuple(b for b in (ctx.attempt(_parse_branch, ctx, node, raw)
+                                 for raw in raw_branches) if b is not None)
+    fallback = ctx.attempt(_parse_fallback, ctx, node)
+    ctx.settle(mark)
+    assert on is not None
     ends = actions and isinstance(actions[-1], Transfer | Hangup)
     exits = sum(bool(x) for x in (on, node.get("next"), branches, ends))
     if exits != 1:
@@ -246,5 +234,33 @@ def parse_state(ctx: ParseContext, name: str, node: LineDict) -> State:
                        "'branch' or a final transfer/hangup action")
     return State(
         name=name, actions=actions, on=on, next=node.get("next"),
-        branch=tuple(branches), fallback=fallback,
+        branch=branches, fallback=fallback,
+    )
+
+
+def _parse_on(ctx: ParseContext, node: LineDict) -> dict[str, Any]:
+    return dict(ctx.mapping(node, "on", node["on"])) if "on" in node else {}
+
+
+def _parse_branch(ctx: ParseContext, node: LineDict, raw: Any) -> Branch:
+    if not isinstance(raw, LineDict) or "goto" not in raw:
+        where = raw if isinstance(raw, LineDict) else node
+        raise ctx.fail(where, None if where is raw else "branch",
+                       "each branch needs 'goto' (and optional 'when')")
+    cond = None
+    if "when" in raw:
+        when = ctx.mapping(raw, "when", raw["when"])
+        if set(when) != {"slot", "equals"}:
+            raise ctx.fail(raw, "when", "'when' takes exactly 'slot' and 'equals'")
+        cond = Condition(slot=str(when["slot"]), equals=when["equals"])
+    return Branch(when=cond, goto=str(raw["goto"]))
+
+
+def _parse_fallback(ctx: ParseContext, node: LineDict) -> Fallback | None:
+    if "fallback" not in node:
+        return None
+    fb = _arg_map(ctx, node, "fallback", node["fallback"], ("reprompt", "then"))
+    return Fallback(
+        reprompt=ctx.text(fb, "reprompt", required=False),
+        then=ctx.text(fb, "then", required=False),
     )
