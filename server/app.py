@@ -97,6 +97,7 @@ class App:
     def __post_init__(self) -> None:
         self.gate = Gate(self.config, self.admission, self.metrics,
                          make_rate_limiter(self.config.auth))
+        self.metrics.follow(self.admission, self.scenarios.values())
 
     async def process_request(self, connection: ServerConnection,
                               request: Request) -> Response | None:
@@ -235,7 +236,8 @@ class App:
         try:
             vad = VadRunner(self.detector, self.executor)
             observer = _CellObserver(self, cell_name)
-            call_log = CallLog(self.services.sinks, call_id=dialog, provider=provider)
+            call_log = CallLog(self.services.sinks, call_id=dialog, provider=provider,
+                               counters=self.metrics.call_counters)
             runtime = CallRuntime(ws, session, runner, vad, observer=observer,
                                   transport=transport, limits=self.limits, call_log=call_log,
                                   webhook_client=self.webhooks)

@@ -6,7 +6,8 @@ Session, :mod:`voicebot.session_privacy`), the caller's audio (the VAD windows, 
 kHz) and the bot's audio as sent.  Nothing here blocks the event loop: records go
 to the :class:`~server.records.writer.RecordWriter` queue (each turn written as it
 completes), recording chunks to the recordings thread, the end-of-call webhook to
-its notifier's background task.
+its notifier's background task.  With ``counters``, each reply and the call's end
+are counted in the server's contact-center metrics (:class:`~server.metrics.CallCounters`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from voicebot.recording import CallRecorder
 from voicebot.types import Pcm
 
 from .call_webhook import CallEndNotifier
+from .metrics import CallCounters
 from .recording_file import StereoWavFile, create_recording
 from .records.model import CallRecord, Outcome, TurnEntry
 from .records.model import RecordingPause as PauseEntry
@@ -59,8 +61,10 @@ class CallLogSinks:
 class CallLog:
     """One call's log lines, record, recording and end-of-call webhook."""
 
-    def __init__(self, sinks: CallLogSinks, *, call_id: str, provider: str) -> None:
+    def __init__(self, sinks: CallLogSinks, *, call_id: str, provider: str,
+                 counters: CallCounters | None = None) -> None:
         self._sinks = sinks
+        self._counters = counters
         self.call_id = call_id
         self._provider = provider
         self._record: CallRecord | None = None
@@ -130,6 +134,8 @@ class CallLog:
                            for x in recorder.pauses)
             await self._io_wait(self._io_run(self._finish_file, tail))
         outcome, reason = self._outcome or (Outcome.CALLER_HUNG_UP, "connection closed")
+        if self._counters is not None:
+            self._counters.ended(record.scenario, outcome.value)
         ended = replace(record, ended_at=self._sinks.now(), outcome=outcome, end_reason=reason,
                         recording=str(self._path) if self._path is not None else None,
                         recording_pauses=pauses,
@@ -163,6 +169,8 @@ class CallLog:
             latency_ms=latency_ms,
             parts_ms=dict(parts_ms))
         self._put(command.reply, entry)
+        if self._counters is not None and self._record is not None:
+            self._counters.reply(self._record.scenario, command)
 
     def barged_in(self, command: BargedIn) -> None:
         turn_log.info("call=%s barge_in reply=%d heard_sentences=%d heard_ms=%d unheard=%r "

@@ -306,6 +306,7 @@ class CellPool:
         self._clock = clock
         self.cells: list[Cell] = []
         self.on_change: Callable[[], None] = lambda: None
+        self.on_restart: Callable[[int], None] = lambda index: None  # a cell's index
         self._timer: asyncio.TimerHandle | None = None
         self._wake_s = math.inf
         self._stopped = False
@@ -375,6 +376,7 @@ class CellPool:
         if self._stopped or dead not in self.cells:
             return
         log.info("restarting cell %d on CPU %d", dead.index, dead.spec.cpu)
+        self.on_restart(dead.index)
         fresh = self._new_cell(replace(dead.spec))
         self.cells[self.cells.index(dead)] = fresh
         fresh.ready.add_done_callback(lambda _: self.on_change())

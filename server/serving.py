@@ -84,6 +84,7 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
     if app.pool is not None:
         await app.pool.start()
         app.pool.on_change = lambda: _cells_changed(app)
+        app.pool.on_restart = functools.partial(_cell_restarted, app)
         _cells_changed(app)
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
@@ -131,6 +132,7 @@ def _cells_changed(app: App) -> None:
     ready = app.pool.ready_cells()
     app.admission.set_cells(str(cell.index) for cell in ready)
     for cell in app.pool.cells:
+        app.metrics.cell_restarts.labels(cell=str(cell.index))  # the series starts at 0
         app.metrics.cell_info.labels(cell=str(cell.index), cpu=str(cell.spec.cpu),
                                      pid=str(cell.pid)).set(1 if cell in ready else 0)
         if cell.pid is not None:
@@ -140,8 +142,13 @@ def _cells_changed(app: App) -> None:
                 functools.partial(cpu_seconds, cell.pid))
 
 
+def _cell_restarted(app: App, index: int) -> None:
+    app.metrics.cell_restarts.labels(cell=str(index)).inc()
+
+
 async def _drain(app: App) -> None:
-    """Stop admitting (``/readyz`` turns 503) and let live calls finish, up to
+    """Stop admitting (``/readyz`` turns 503; ``voicebot_draining`` 1, ``voicebot_ready`` 0:
+    the gauges read the admission) and let live calls finish, up to
     ``drain_timeout_s``; the server then closes what is left with 1001."""
     app.admission.draining = True
     log.info("draining: %d live calls, up to %.0f s", app.admission.active,

@@ -31,6 +31,7 @@ __all__ = [
     "FinishTranscription",
     "Mark",
     "RecordingPause",
+    "ReplyKind",
     "ReplyStarted",
     "SendAudio",
     "SendEvent",
@@ -186,6 +187,14 @@ class BargedIn:
     unheard: str = ""
 
 
+class ReplyKind(enum.Enum):
+    """What a reply does with the turn it answers (contact-center metrics)."""
+
+    ANSWER = "answer"  # the dialog went on (or the greeting, a webhook's result)
+    REPROMPT = "reprompt"  # the turn (or silence) did not answer: asked again
+    FALLBACK = "fallback"  # ... and the retries are spent: the state's fallback
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyStarted:
     """The first audio frame of ``reply`` is about to be sent (for turn logs, call
@@ -194,7 +203,10 @@ class ReplyStarted:
     ``turn`` is the caller turn it answers (0 for the greeting).  Every text here is
     already masked (:mod:`voicebot.redact`): ``transcript`` (what was heard, or the keys
     pressed), ``text`` (the reply) and ``slots`` never hold a sensitive value.
-    ``source``: ``greeting``, ``speech``, ``dtmf`` or ``no_input``.
+    ``source``: ``greeting``, ``speech``, ``dtmf``, ``no_input`` or ``webhook``.
+    ``state`` is the dialog's state as the reply starts; ``kind`` says whether the
+    reply asks again, and ``retry_state`` (reprompt, fallback) which state's question
+    went unanswered (after a fallback ``state`` is already the fallback's).
     """
 
     reply: int
@@ -207,6 +219,8 @@ class ReplyStarted:
     source: str = "speech"
     slots: Mapping[str, str] = field(default_factory=dict)
     sensitive: bool = False  # the turn or the reply held a masked value
+    kind: ReplyKind = ReplyKind.ANSWER
+    retry_state: str = ""
 
 
 @dataclass(frozen=True, slots=True)

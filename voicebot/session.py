@@ -36,7 +36,7 @@ from voicebot.commands import (
     SendEvent,
     Understand,
 )
-from voicebot.dialog.engine import DialogEngine, EndCall, Prompt, UserInput, WebhookRequest
+from voicebot.dialog.engine import DialogEngine, EndCall, UserInput, sort_outputs
 from voicebot.dialog.scenario import Scenario
 from voicebot.errors import ProtocolError
 from voicebot.nlu.entities import extract_entities
@@ -321,27 +321,20 @@ class Session:
         assert self._dialog is not None and self._replies is not None
         assert self._privacy is not None
         self._privacy.learn(self._dialog.slots)
-        texts: list[str] = []
-        final: EndCall | None = None
-        out: list[Command] = []
-        for item in outputs:
-            if isinstance(item, Prompt):
-                texts.append(item.text)
-            elif isinstance(item, EndCall):
-                final = item
-            elif isinstance(item, WebhookRequest):
-                out.append(CallWebhook(item.request_id, item.url, item.payload, item.timeout_ms))
-        if not texts:
-            return self._private(out + (self._end_call(final) if final is not None else []))
+        step = sort_outputs(outputs)
+        out: list[Command] = [CallWebhook(w.request_id, w.url, w.payload, w.timeout_ms)
+                              for w in step.webhooks]
+        if not step.texts:
+            return self._private(out + (self._end_call(step.final) if step.final else []))
         replies = self._replies
         if replies.current is not None:
             out += self._barge_in() if self._bot_speaking() else replies.cancel()
-        text = " ".join(texts)
+        text = " ".join(step.texts)
         note = self._turns.get(turn, TurnNote()) if source is None else TurnNote(source=source)
         started = self._privacy.reply_started(replies.next_id(), turn, note, text=text,
                                               state=self._dialog.state.name,
-                                              slots=self._dialog.slots)
-        out += replies.start(text=text, final=final, log_record=started)
+                                              slots=self._dialog.slots, retried=step.retried)
+        out += replies.start(text=text, final=step.final, log_record=started)
         return self._private(out)
 
     def _end_call(self, final: EndCall) -> list[Command]:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from voicebot.commands import BargedIn, Command, RecordingPause, ReplyStarted
+from voicebot.commands import BargedIn, Command, RecordingPause, ReplyKind, ReplyStarted
+from voicebot.dialog.engine import Retried
 from voicebot.dialog.scenario import Scenario, SlotSpec
 from voicebot.redact import Redactor, mask_numbers
 from voicebot.types import EntityValue
@@ -71,17 +72,22 @@ class CallPrivacy:
         self.redactor.add_slots(slots, self._sensitive)
 
     def reply_started(self, reply_id: int, turn: int, note: TurnNote, *, text: str,
-                      state: str, slots: Mapping[str, object]) -> ReplyStarted:
-        """The log record of reply ``reply_id`` (answering ``turn``), every text masked;
-        a reply that says a sensitive value is remembered (the recording stays paused
-        while it plays)."""
+                      state: str, slots: Mapping[str, object],
+                      retried: Retried | None = None) -> ReplyStarted:
+        """The log record of reply ``reply_id`` (answering ``turn``; ``retried``: the
+        dialog asked again), every text masked; a reply that says a sensitive value is
+        remembered (the recording stays paused while it plays)."""
         masked = self.redactor.text(text)
         if masked != text:
             self._sensitive_replies.add(reply_id)
+        kind = ReplyKind.ANSWER
+        if retried is not None:
+            kind = ReplyKind.FALLBACK if retried.fallback else ReplyKind.REPROMPT
         return ReplyStarted(
             reply_id, turn, self.heard(note.transcript, sensitive=note.sensitive),
             note.intent, note.confidence, state, masked, source=note.source,
-            slots=self.slots(slots), sensitive=note.sensitive or masked != text)
+            slots=self.slots(slots), sensitive=note.sensitive or masked != text, kind=kind,
+            retry_state=retried.state if retried is not None else "")
 
     def slots(self, slots: Mapping[str, object]) -> dict[str, str]:
         return self.redactor.slots(slots, self._sensitive)
