@@ -28,6 +28,7 @@ DENSITY_LEVELS ?=
 	soak clean
 .PHONY: models
 .PHONY: bench-accuracy
+.PHONY: deploy-tools k8s-rules scale-test
 
 $(STAMP): pyproject.toml
 	@echo "==> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -55,8 +56,26 @@ serve: models
 	$(VENV)/bin/voicebot serve --stack $(STACK) --host $(HOST) --port $(PORT)
 
 ## make test: set up (venv, the default stack's models: the engine contract tests run the real
-## adapters), lint (ruff, import contracts), type-check, run every test.
-test: $(STAMP) models lint typecheck unit
+## adapters; the dashboard type checker), lint (ruff, import contracts), type-check, run
+## every test.
+test: $(STAMP) models deploy-tools lint typecheck unit
+
+## Grafana's dashboard types (@grafana/schema) and TypeScript, from the lock file, for
+## tests/deploy/test_observability.py; installed again only when the lock file changes.
+SCHEMA_CHECK := docker/observability/grafana/schema-check
+$(SCHEMA_CHECK)/node_modules/.installed: $(SCHEMA_CHECK)/package-lock.json
+	@echo "==> installing the dashboard type checker (npm ci, $(SCHEMA_CHECK))"
+	npm ci --prefix $(SCHEMA_CHECK) --no-audit --no-fund
+	touch $@
+
+deploy-tools: $(SCHEMA_CHECK)/node_modules/.installed
+
+## make k8s-rules: docker/k8s/prometheusrule.yaml from docker/observability/prometheus/alerts.yml
+k8s-rules: $(STAMP)
+	$(PY) -c "import sys, yaml; groups = yaml.safe_load(open('docker/observability/prometheus/alerts.yml'))['groups']; \
+	head = [l for l in open('docker/k8s/prometheusrule.yaml') if l.startswith('#')]; \
+	body = {'apiVersion': 'monitoring.coreos.com/v1', 'kind': 'PrometheusRule', 'metadata': {'name': 'voicebot'}, 'spec': {'groups': groups}}; \
+	open('docker/k8s/prometheusrule.yaml', 'w').write(''.join(head) + yaml.safe_dump(body, sort_keys=False, width=100))"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
