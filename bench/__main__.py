@@ -4,7 +4,7 @@
   python -m bench engines        each engine pinned to one core, one thread
   python -m bench accuracy       accuracy on real human speech (docs/benchmarks/accuracy.md)
   python -m bench whisper-digits Whisper on recorded digit strings (its own options)
-  python -m bench caller-audio   speak a scenario's phrasebook into loadtests/audio
+  python -m bench caller-audio   speak a scenario's phrasebook (loadtests/audio for bank_card)
   python -m bench synth-model    build a synthetic Whisper (random weights, real layout)
 """
 
@@ -51,10 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     register_accuracy(sub)
     sub.add_parser("whisper-digits", add_help=False,
                    help="Whisper on recorded digit strings: python -m bench whisper-digits -h")
-    audio = sub.add_parser("caller-audio", help="speak a scenario's phrasebook into the load "
-                           "tests' caller audio (loadtests/audio)")
+    audio = sub.add_parser("caller-audio", help="speak a scenario's phrasebook and slot answers "
+                           "into the load tests' caller audio")
     audio.add_argument("--scenario", type=Path, default=Path("scenarios/bank_card.yaml"))
-    audio.add_argument("--out", type=Path, default=Path("loadtests/audio"))
+    audio.add_argument("--out", type=Path, default=None,
+                       help="default: loadtests/audio for bank_card, else out/caller-audio/NAME")
     audio.add_argument("--check", action="store_true",
                        help="regenerate in a temporary folder and compare with --out")
     synth = sub.add_parser("synth-model", help="build a synthetic Whisper model (random "
@@ -103,20 +104,20 @@ def _accuracy(args: argparse.Namespace) -> int:
 
 
 def _caller_audio(args: argparse.Namespace) -> int:
-    from .caller_audio import build_caller_audio, check_caller_audio
-
+    from .caller_audio import build_caller_audio, check_caller_audio, default_out
+    out: Path = args.out or default_out(args.scenario)
     if not args.check:
-        manifest = build_caller_audio(args.scenario, args.out)
-        print(f"{len(manifest['phrases'])} phrases written to {args.out}")
+        manifest = build_caller_audio(args.scenario, out)
+        print(f"{len(manifest['phrases'])} phrases written to {out}")
         return 0
-    problems = check_caller_audio(args.scenario, args.out)
+    problems = check_caller_audio(args.scenario, out)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print(f"{args.out} is out of date: run `python -m bench caller-audio --out {args.out}`",
-              file=sys.stderr)
+        print(f"{out} is out of date: run `python -m bench caller-audio --scenario "
+              f"{args.scenario} --out {out}`", file=sys.stderr)
         return 1
-    print(f"{args.out} matches a fresh build")
+    print(f"{out} matches a fresh build")
     return 0
 
 

@@ -13,7 +13,9 @@ over it.
 Measured at the caller, from its own clock: the greeting (start → first bot
 audio), each turn (the frame holding the last speech sample sent → first bot
 audio), keys (sent → first bot audio) and barge-in reaction (the frame
-holding the first speech sample sent → ``clear``).
+holding the first speech sample sent → ``clear``).  Where the server says which
+intent it recognised (the native protocol's ``intent`` event), each turn that meant
+an intent is also checked against it (``CallResult.checks``).
 """
 
 from __future__ import annotations
@@ -80,8 +82,10 @@ class Caller:
         self._closing = False
 
     def run(self, script: Script, *,
-            on_sample: Callable[[CallResult, Sample], None] | None = None) -> CallResult:
-        """Place the call; ``on_sample`` hears each measurement as it is taken."""
+            on_sample: Callable[[CallResult, Sample], None] | None = None,
+            on_check: Callable[[CallResult, Sample], None] | None = None) -> CallResult:
+        """Place the call; ``on_sample`` hears each measurement as it is taken,
+        ``on_check`` each intent check (``CallResult.checks``)."""
         wall = time.time() - self.clock()
         result = CallResult(self.call_id, self.options.protocol, script.name, time.time())
         began = self.clock()
@@ -99,6 +103,11 @@ class Caller:
             for sample in samples:
                 if on_sample is not None:
                     on_sample(result, sample)
+            check = _intent_check(record, step, wall)
+            if check is not None:
+                result.checks.append(check)
+                if on_check is not None:
+                    on_check(result, check)
 
         receiver: threading.Thread | None = None
         try:
@@ -256,3 +265,13 @@ def _samples(record: TurnRecord, step: Step | None, wall: float) -> list[Sample]
                               phrase=step.label, error=None if barge is not None
                               else "no clear: barge-in not detected"))
     return samples
+
+
+def _intent_check(record: TurnRecord, step: Step | None, wall: float) -> Sample | None:
+    """The intent a turn's phrase meant against the one the server recognised (None: the
+    phrase meant none, or the server did not say: only the native protocol does)."""
+    if step is None or step.expected_intent is None or record.intent is None \
+            or record.spoke_until is None:
+        return None
+    return Sample("intent", wall + record.spoke_until, None, turn=record.turn,
+                  phrase=step.label, expected_intent=step.expected_intent, intent=record.intent)

@@ -3,13 +3,19 @@
     locust -f loadtests/locustfile.py --host ws://127.0.0.1:8765 --headless -u 2 -t 2m \\
         --vb-protocol twilio --vb-turn-csv out/turns.csv
 
-Every user places one call after another (greeting → intent → slot → goodbye,
-or an agent request), streaming 20 ms frames in real time over the native
-protocol or a provider's websocket (``--vb-protocol``).  Locust's statistics
-get one entry per measurement: ``greeting``, ``turn`` (end of caller speech →
-first bot audio), ``dtmf``, ``barge_in`` (caller onset → ``clear``) and
-``call`` (whole call; refused and failed calls are Locust failures).  Locust
-rounds and buckets response times, so every raw value also goes to
+Every user places one call after another, scripted by walking the scenario's
+dialog (``--vb-scenario``, a file or a name in ``scenarios/``; default the demo,
+bank_card: an intent the state accepts, answers to the slots it asks, until the
+bot hangs up or transfers; :mod:`loadtests.scripts`) and spoken from its caller
+audio (``--vb-audio-dir``; ``python -m bench caller-audio`` makes it), streaming
+20 ms frames in real time over the native protocol or a provider's websocket
+(``--vb-protocol``).  Locust's statistics get one entry per measurement:
+``greeting``, ``turn`` (end of caller speech → first bot audio), ``dtmf``,
+``barge_in`` (caller onset → ``clear``) and ``call`` (whole call; refused and
+failed calls are Locust failures); over the native protocol, each intent the
+caller meant is checked against the one the server recognised: request type
+``intent``, named after the intent, or ``mismatch:<meant>→<heard>`` (a failure).
+Locust rounds and buckets response times, so every raw value also goes to
 ``--vb-turn-csv``; with ``--master`` and workers, the workers ship their rows
 to the master in their regular reports and the master writes the one CSV.
 """
@@ -26,8 +32,10 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadtests.caller import Caller, CallerOptions
-from loadtests.phrases import AUDIO_DIR, PhraseBook, make_script
+from loadtests.phrases import DEFAULT_SCENARIO
 from loadtests.results import CallResult, CsvSink, Sample, sample_row
+from loadtests.scripts import CallPlanner, load_planner
+from voicebot.errors import VoicebotError
 from voicebot.telephony.dialects import DIALECTS
 
 __all__ = ["COLLECTOR", "RowCollector", "VoiceCallUser"]
@@ -73,8 +81,9 @@ def _options(parser: Any) -> None:
                         include_in_web_ui=True,
                         help="what the callers speak: native (16 kHz PCM), native-mulaw, "
                              "or a provider's websocket (twilio: 8 kHz μ-law)")
-    parser.add_argument("--vb-scenario", default="", include_in_web_ui=True,
-                        help="scenario to ask for (default: the server's)")
+    parser.add_argument("--vb-scenario", default=DEFAULT_SCENARIO, include_in_web_ui=True,
+                        help="the scenario the callers walk and ask the server for: a file, or "
+                             "a name in scenarios/")
     parser.add_argument("--vb-barge-in", type=float, default=0.2, include_in_web_ui=True,
                         help="share of calls whose caller talks over the greeting (0..1)")
     parser.add_argument("--vb-spoken-digits", action="store_true", default=False,
@@ -83,16 +92,23 @@ def _options(parser: Any) -> None:
                         help="longest wait for a bot reply before the call counts as failed")
     parser.add_argument("--vb-turn-csv", default="",
                         help="write every raw measurement here (CSV)")
-    parser.add_argument("--vb-audio-dir", default=str(AUDIO_DIR),
-                        help="caller audio made by `python -m bench caller-audio`")
+    parser.add_argument("--vb-audio-dir", default="",
+                        help="the scenario's caller audio, made by `python -m bench caller-audio"
+                             "` (default: loadtests/audio for bank_card, else "
+                             "out/caller-audio/NAME)")
 
 
 @events.init.add_listener
 def _init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if isinstance(environment.runner, WorkerRunner):
-        COLLECTOR.forward = True
+        COLLECTOR.forward = True  # its options come from the master with the first spawn
         return
+    if options is not None:
+        try:  # refuse to start without caller audio that fits the scenario
+            planner(options.vb_scenario, options.vb_audio_dir)
+        except (OSError, ValueError, VoicebotError) as exc:
+            raise SystemExit(f"voicebot load test: {exc}") from exc
     if options is not None and options.vb_turn_csv:
         COLLECTOR.sink = CsvSink(Path(options.vb_turn_csv))
     runner = environment.runner
@@ -128,7 +144,19 @@ class _TurnError(Exception):
     """Locust's failure entry for a measurement that never came."""
 
 
-_BOOKS: dict[str, PhraseBook] = {}
+class _IntentMismatch(Exception):
+    """Locust's failure entry for an intent the server recognised other than meant."""
+
+
+_PLANNERS: dict[tuple[str, str], CallPlanner] = {}
+
+
+def planner(scenario: str, audio_dir: str) -> CallPlanner:
+    """The call planner of a scenario and its caller audio, loaded once per process."""
+    key = (scenario, audio_dir)
+    if key not in _PLANNERS:
+        _PLANNERS[key] = load_planner(scenario, audio_dir or None)
+    return _PLANNERS[key]
 
 
 class VoiceCallUser(User):
@@ -145,18 +173,17 @@ class VoiceCallUser(User):
     @task
     def call(self) -> None:
         options = self.environment.parsed_options
-        folder = str(options.vb_audio_dir)
-        book = _BOOKS.get(folder) or _BOOKS.setdefault(folder, PhraseBook.load(Path(folder)))
+        plan = planner(options.vb_scenario, options.vb_audio_dir)
         protocol = options.vb_protocol
         narrow = DIALECTS[protocol].rate == 8000
-        script = make_script(book, self.rng, barge_in=self.rng.random() < options.vb_barge_in,
+        script = plan.script(self.rng, barge_in=self.rng.random() < options.vb_barge_in,
                              keypad_digits=narrow and not options.vb_spoken_digits)
         if not self.host:
             raise ValueError("give the server with --host ws://HOST:PORT")
         caller = Caller(CallerOptions(url=self.host, protocol=protocol,
-                                      scenario=options.vb_scenario or None,
+                                      scenario=plan.scenario.name,
                                       turn_timeout_s=options.vb_turn_timeout_s), rng=self.rng)
-        result = caller.run(script, on_sample=self._on_sample)
+        result = caller.run(script, on_sample=self._on_sample, on_check=self._on_check)
         exception: Exception | None = None
         if result.outcome == "refused":
             exception = _Refused(result.error)
@@ -175,3 +202,11 @@ class VoiceCallUser(User):
             exception=_TurnError(sample.error) if sample.error else None,
             context={"phrase": sample.phrase, "call_id": result.call_id})
         COLLECTOR.add([sample_row(sample, **result.base(worker=self.worker))])
+
+    def _on_check(self, result: CallResult, check: Sample) -> None:
+        name, mismatch = check.intent_entry()
+        self.environment.events.request.fire(
+            request_type="intent", name=name, response_time=0.0, response_length=0,
+            exception=_IntentMismatch(mismatch) if mismatch else None,
+            context={"phrase": check.phrase, "call_id": result.call_id})
+        COLLECTOR.add([sample_row(check, **result.base(worker=self.worker))])

@@ -3,8 +3,10 @@
 Locust rounds response times and mixes kinds, so every measurement is also
 kept raw here.  Row kinds: ``greeting`` (start → first bot audio), ``turn``
 (end of caller speech → first bot audio), ``dtmf`` (keys sent → first bot
-audio), ``barge_in`` (caller onset → the server's ``clear``) and ``call`` (one
-per call, with its outcome: completed, refused or failed).
+audio), ``barge_in`` (caller onset → the server's ``clear``), ``intent`` (the
+intent a caller's phrase meant against the one the server recognised, over the
+native protocol: outcome ``ok`` or ``mismatch``) and ``call`` (one per call, with
+its outcome: completed, refused or failed).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,8 @@ ROW_FIELDS = ("time_unix", "worker", "call_id", "protocol", "script", "kind", "t
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One latency measured during a call (``latency_ms`` None when it never came)."""
+    """One latency measured during a call (``latency_ms`` None when it never came), or
+    an ``intent`` check (no latency: what the phrase meant and what was recognised)."""
 
     kind: str
     time_unix: float
@@ -36,6 +40,22 @@ class Sample:
     expected_intent: str | None = None
     intent: str | None = None
     error: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``error`` (the measurement never came) or, for an intent check,
+        ``mismatch``."""
+        if self.kind == "intent":
+            return "ok" if self.intent == self.expected_intent else "mismatch"
+        return "ok" if self.error is None else "error"
+
+    def intent_entry(self) -> tuple[str, str | None]:
+        """An intent check as a Locust entry: its name (the intent meant, or
+        ``mismatch:<meant>→<heard>``) and its failure (None when they agree)."""
+        meant, heard = self.expected_intent, self.intent
+        if self.outcome == "ok":
+            return str(meant), None
+        return f"mismatch:{meant}→{heard}", f"meant {meant}, heard {heard}"
 
 
 @dataclass(slots=True)
@@ -48,6 +68,7 @@ class CallResult:
     error: str | None = None
     duration_s: float = 0.0
     samples: list[Sample] = field(default_factory=list)
+    checks: list[Sample] = field(default_factory=list)  # kind "intent": meant vs recognised
     max_send_lag_ms: float = 0.0
 
     def base(self, *, worker: str) -> dict[str, Any]:
@@ -69,8 +90,7 @@ def sample_row(sample: Sample, **base: Any) -> dict[str, Any]:
     return {**base, "time_unix": round(sample.time_unix, 3), "kind": sample.kind,
             "turn": sample.turn, "phrase": sample.phrase,
             "expected_intent": sample.expected_intent or "", "intent": sample.intent or "",
-            "latency_ms": latency, "outcome": "ok" if sample.error is None else "error",
-            "error": sample.error or ""}
+            "latency_ms": latency, "outcome": sample.outcome, "error": sample.error or ""}
 
 
 class CsvSink:
@@ -115,7 +135,9 @@ def _latencies(rows: Iterable[Mapping[str, Any]], kind: str) -> list[float]:
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """p50/p95/p99 per kind, counts of calls by outcome, intent agreement."""
+    """p50/p95/p99 per kind, counts of calls by outcome, intent agreement (the turns
+    whose meant and recognised intents are both known: how many agreed, and each
+    ``meant→heard`` pair that did not, with its count)."""
     out: dict[str, Any] = {}
     for kind in ("turn", "greeting", "dtmf", "barge_in"):
         values = _latencies(rows, kind)
@@ -130,7 +152,8 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["turn_errors"] = sum(1 for r in rows if r["kind"] != "call" and r["outcome"] == "error")
     out["failures"] = sorted({str(r["error"]) for r in calls if r["outcome"] == "failed"})
     checked = [r for r in rows if r["kind"] == "turn" and r["expected_intent"] and r["intent"]]
-    out["intents"] = {"checked": len(checked),
-                      "as_expected": sum(1 for r in checked
-                                         if r["intent"] == r["expected_intent"])}
+    missed = Counter(f"{r['expected_intent']}→{r['intent']}" for r in checked
+                     if r["intent"] != r["expected_intent"])
+    out["intents"] = {"checked": len(checked), "as_expected": len(checked) - missed.total(),
+                      "mismatches": missed.total(), "mismatched": dict(sorted(missed.items()))}
     return out

@@ -204,7 +204,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     c = s["calls"]
     print(f"  calls: {c['completed']} completed, {c['refused']} refused, {c['failed']} failed;"
           f" turns without a reply: {s['turn_errors']}; intents as expected: "
-          f"{s['intents']['as_expected']}/{s['intents']['checked']}")
+          f"{s['intents']['as_expected']}/{s['intents']['checked']}"
+          + "".join(f"; {pair}: {n}" for pair, n in s["intents"]["mismatched"].items()))
     parts = ", ".join(f"{k} {v:.0f}" for k, v in s["turn_part_means_ms"].items())
     print(f"  server CPU: {_fmt(s['server_cpu_percent'])}% of one core; mean turn parts (ms): "
           f"{parts or 'n/a'}; caller max send lag {_fmt(s['max_send_lag_ms'])} ms")
