@@ -194,10 +194,11 @@ def _token(args: argparse.Namespace) -> int:
 
 def _calls(args: argparse.Namespace) -> int:
     from .calls_cli import run_from_config
-    from .config import load_config
+    from .config import load_config, without_auth
 
     _configure_logging(getattr(args, "log_level", None) or "WARNING")
-    return run_from_config(args, load_config(args.config))
+    # Call records need no call credentials: the auth: section's secrets are not read.
+    return run_from_config(args, load_config(args.config, env=without_auth(os.environ)))
 
 
 def _check(args: argparse.Namespace) -> int:

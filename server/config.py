@@ -32,7 +32,8 @@ from .paths import (
 )
 from .stacks import DEFAULT_STACK, EngineConfig, get_stack
 
-__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config", "parse_cpus"]
+__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config", "parse_cpus",
+           "without_auth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +291,12 @@ def load_config(
                           "config file's auth: section")
     config = _from_mapping(config, from_env, Path.cwd(), env)
     return _from_mapping(config, overrides, Path.cwd(), env)
+
+
+def without_auth(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a command that opens no call port (``voicebot models``, ``voicebot
+    calls``): ``VOICEBOT_AUTH=none``, so the ``auth:`` section's secrets need not be set."""
+    return {**env, "VOICEBOT_AUTH": "none"}
 
 
 def _stack_base(name: Any) -> ServerConfig:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
@@ -36,7 +37,7 @@ from voicebot.modelhub.pypi import PackageIndex
 from voicebot.modelhub.sources import SOURCES
 from voicebot.modelhub.store import inspect_model, model_dir, pull, read_record
 
-from .config import ServerConfig, load_config
+from .config import ServerConfig, load_config, without_auth
 from .paths import default_manifest
 from .stacks import STACKS, describe_models, ensure_models, get_stack
 
@@ -231,7 +232,8 @@ def run(args: argparse.Namespace, config: ServerConfig | None = None) -> int:
     """Run ``voicebot models ...``; ``config`` defaults to ``load_config(args.config)``."""
     stack = getattr(args, "stack", None)
     if config is None:
-        config = load_config(getattr(args, "config", None),
+        # Models need no call credentials: the auth: section's secrets are not read.
+        config = load_config(getattr(args, "config", None), env=without_auth(os.environ),
                              overrides={"stack": stack} if stack else None)
     elif stack is not None and stack != config.stack:
         config = replace(config, stack=stack, engines=get_stack(stack).engines.merged({}))

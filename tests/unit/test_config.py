@@ -133,3 +133,22 @@ def test_limits_and_admin_settings(tmp_path: Path) -> None:
     assert (config.max_audio_ahead_ms, config.job_timeout_s) == (500.0, 3.0)
     assert config.admin_port == 9102  # env over file
     assert config.tls_cert_file == tmp_path / "c.pem"
+
+
+def test_commands_without_a_call_port_need_no_call_credentials(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`voicebot models` / `voicebot calls` load the server's config without reading the
+    auth: section's secrets (an image build pulls models with no token set)."""
+    from server.cli import main
+    from server.config import without_auth
+
+    config = tmp_path / "voicebot.yaml"
+    config.write_text("host: 0.0.0.0\nauth:\n  native: {tokens_env: VB_TEST_UNSET_TOKEN}\n"
+                      f"data_dir: {tmp_path / 'data'}\n")
+    with pytest.raises(ConfigError, match="VB_TEST_UNSET_TOKEN"):
+        load_config(config, env={})
+    assert load_config(config, env=without_auth({})).host == "0.0.0.0"
+    assert main(["models", "list", "--config", str(config)]) == 0
+    capsys.readouterr()
+    main(["calls", "list", "--config", str(config)])  # no records yet: that, not the token
+    assert "no call records" in capsys.readouterr().err
