@@ -70,6 +70,15 @@ $(SCHEMA_CHECK)/node_modules/.installed: $(SCHEMA_CHECK)/package-lock.json
 
 deploy-tools: $(SCHEMA_CHECK)/node_modules/.installed
 
+## make scale-test: two voicebot nodes (STACK, default `default`: REAL Whisper + Piper) on
+## CPUs 0 and 1 behind nginx (docker/nginx/voicebot.conf), a real Prometheus scraping both,
+## Locust placing calls through nginx; node A gets SIGTERM mid-load and must drain with no
+## call lost. Prints the summary, writes out/scale-test.md (+ .json); exits 1 on a failure.
+## Needs Debian's nginx and prometheus (.ci/run installs them); `--short` runs in make test.
+## SCALE_ARGS: python -m loadtests.scale --help
+scale-test: models
+	$(PY) -m loadtests.scale --stack $(STACK) $(SCALE_ARGS)
+
 ## make k8s-rules: docker/k8s/prometheusrule.yaml from docker/observability/prometheus/alerts.yml
 k8s-rules: $(STAMP)
 	$(PY) -c "import sys, yaml; groups = yaml.safe_load(open('docker/observability/prometheus/alerts.yml'))['groups']; \
