@@ -69,8 +69,12 @@ def test_the_nodes_config_loads_and_drains_within_the_grace_period(
 def test_nginx_sends_calls_to_both_nodes(compose: dict[str, Any]) -> None:
     mounts = dict((t, s) for s, t in _mounts(compose["services"]["nginx"]))
     upstreams = mounts["/etc/nginx/voicebot-upstreams.conf"].read_text(encoding="utf-8")
-    servers = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", upstreams, re.MULTILINE)
-    assert sorted(servers) == [(n, "8765") for n in NODES]
+    servers = re.findall(r"^\s*server\s+([\w.-]+):(\d+)(.*);", upstreams, re.MULTILINE)
+    # Each node twice: set aside for a while after a failure, and a backup never set aside.
+    assert sorted((h, port) for h, port, opts in servers if "backup" not in opts) == [
+        (n, "8765") for n in NODES]
+    assert sorted((h, port) for h, port, opts in servers if "backup" in opts) == [
+        (n, "8765") for n in NODES]
     main = mounts["/etc/nginx/nginx.conf"].read_text(encoding="utf-8")
     assert "include voicebot.conf;" in main
     assert compose["services"]["nginx"]["ports"] == ["8765:8765"]
