@@ -20,6 +20,7 @@ from voicebot.dialog.context import ParseContext
 from voicebot.dialog.parsing import parse_intents, parse_slots, parse_state, parse_tables
 from voicebot.dialog.scenario import (
     ENDPOINT_KEYS,
+    TURN_KEYS,
     Action,
     Ask,
     ClearSlot,
@@ -65,9 +66,10 @@ def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             ctx.report(ctx.fail(node, key, f"'{key}' must be a whole number ≥ 0"))
     endpointing = ctx.attempt(_endpointing, ctx, node)
+    turn_taking = ctx.attempt(_turn_taking, ctx, node)
     recording = ctx.attempt(_recording, ctx, node)
     ctx.settle(mark)
-    assert endpointing is not None
+    assert endpointing is not None and turn_taking is not None
     return ScenarioSettings(
         nlu_threshold=float(node.get("nlu_threshold", defaults.nlu_threshold)),
         slot_escape_threshold=float(node.get("slot_escape_threshold",
@@ -77,17 +79,52 @@ def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
         no_input_timeout_ms=node.get("no_input_timeout_ms", defaults.no_input_timeout_ms),
         fallback_state=node.get("fallback_state"),
         endpointing=endpointing,
+        turn_taking=turn_taking,
         recording=recording,
     )
 
 
 def _endpointing(ctx: ParseContext, node: LineDict) -> dict[str, float]:
     endpointing = ctx.mapping(node, "endpointing", node.get("endpointing") or LineDict())
-    ctx.unknown_keys(endpointing, ENDPOINT_KEYS, "endpointing")
+    ctx.unknown_keys(endpointing, (*ENDPOINT_KEYS, *TURN_KEYS), "endpointing")
     for key, value in endpointing.items():
+        if key in TURN_KEYS:
+            continue
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             ctx.report(ctx.fail(endpointing, key, f"'{key}' must be a positive number"))
-    return {k: float(v) for k, v in endpointing.items()}
+    return {k: float(v) for k, v in endpointing.items() if k not in TURN_KEYS}
+
+
+def _turn_taking(ctx: ParseContext, node: LineDict) -> dict[str, float | str]:
+    """The end-of-turn policy's keys of ``endpointing`` (docs/scenarios.md)."""
+    endpointing = node.get("endpointing")
+    if not isinstance(endpointing, LineDict):
+        return {}  # none, or reported by _endpointing
+    out: dict[str, float | str] = {}
+    for key, value in endpointing.items():
+        if key not in TURN_KEYS:
+            continue  # the endpointer's (_endpointing)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key == "turn_policy" and value in ("silence", "model"):
+            out[key] = str(value)
+        elif key == "turn_threshold" and number and 0.0 < value <= 1.0:
+            out[key] = float(value)
+        elif key.endswith("_ms") and number and value > 0:
+            out[key] = float(value)
+        else:
+            ctx.report(ctx.fail(endpointing, key, _TURN_PROBLEMS.get(
+                key, f"'{key}' must be a positive number")))
+    short, longest = out.get("short_pause_ms"), out.get("max_silence_ms")
+    if isinstance(short, float) and isinstance(longest, float) and short >= longest:
+        ctx.report(ctx.fail(endpointing, "short_pause_ms",
+                            "'short_pause_ms' must be shorter than 'max_silence_ms'"))
+    return out
+
+
+_TURN_PROBLEMS = {
+    "turn_policy": "'turn_policy' must be silence or model",
+    "turn_threshold": "'turn_threshold' must be a number in (0, 1]",
+}
 
 
 def _recording(ctx: ParseContext, node: LineDict) -> bool | None:

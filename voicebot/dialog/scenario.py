@@ -17,6 +17,7 @@ from typing import Literal, TypeAlias
 
 __all__ = [
     "ENDPOINT_KEYS",
+    "TURN_KEYS",
     "Action",
     "Ask",
     "Branch",
@@ -150,6 +151,8 @@ class ScenarioSettings:
     no_input_timeout_ms: int = 8000
     fallback_state: str | None = None
     endpointing: Mapping[str, float] = field(default_factory=dict)
+    turn_taking: Mapping[str, float | str] = field(default_factory=dict)
+    """The end-of-turn policy's keys of ``settings.endpointing`` (:data:`TURN_KEYS`)."""
     recording: bool | None = None
     """Record this scenario's calls (True), never (False), or as the server's
     ``recordings`` setting says (None)."""
@@ -210,6 +213,11 @@ _SLOT_PHRASES: dict[str, tuple[str, ...]] = {
 ENDPOINT_KEYS = ("min_silence_ms", "digits_min_silence_ms", "speech_pad_ms", "max_utterance_s",
                  "min_speech_ms")
 """The keys of ``settings.endpointing`` (voicebot.vad.endpointer.EndpointConfig fields)."""
+
+TURN_KEYS = ("turn_policy", "short_pause_ms", "max_silence_ms", "digits_max_silence_ms",
+             "turn_threshold")
+"""The end-of-turn policy's keys of ``settings.endpointing`` (voicebot.vad.turn_records
+.TurnPolicyConfig fields), kept apart in ``ScenarioSettings.turn_taking``."""
 
 
 def template_fields(text: str) -> list[str]:
