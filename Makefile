@@ -28,7 +28,7 @@ DENSITY_LEVELS ?=
 	soak clean
 .PHONY: models
 .PHONY: bench-accuracy
-.PHONY: deploy-tools k8s-rules scale-test
+.PHONY: deploy-tools k8s-rules scale-test test-models
 
 $(STAMP): pyproject.toml
 	@echo "==> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -58,7 +58,11 @@ serve: models
 ## make test: set up (venv, the default stack's models: the engine contract tests run the real
 ## adapters; the dashboard type checker), lint (ruff, import contracts), type-check, run
 ## every test.
-test: $(STAMP) models deploy-tools lint typecheck unit
+test: $(STAMP) models test-models deploy-tools lint typecheck unit
+
+## Models the tests run that no stack serves yet: Smart Turn v3.2 (end of turn, issue 15).
+test-models: $(STAMP)
+	$(VENV)/bin/voicebot models pull smart-turn-v3.2
 
 ## Grafana's dashboard types (@grafana/schema) and TypeScript, from the lock file, for
 ## tests/deploy/test_observability.py; installed again only when the lock file changes.

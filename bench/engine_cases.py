@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from server.paths import default_scenarios_dir
 
+from .engine_case_turn import TURN_CASES
 from .engine_kit import (
     SAMPLE_RATE_HZ,
     EngineCase,
@@ -341,6 +342,7 @@ CASES: tuple[EngineCase, ...] = (
     *(EngineCase(f"piper:{voice}", "piper", _PKG + "piper_tts", _measure_piper,
                  _prepare_piper, {"voice": voice})
       for voice in ("en_US-synthetic-x_low", "en_US-synthetic-medium")),
+    *TURN_CASES,
 )  # fmt: skip
 """Every case, in report order; ``run_engine_bench(cases=...)`` picks by name or engine."""
 

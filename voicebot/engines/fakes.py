@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebot.errors import EngineError
+from voicebot.turn.detector import DEFAULT_THRESHOLD, TurnVerdict
 from voicebot.types import IntentResult, Pcm, Transcript
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "FakeSpeechDetector",
     "FakeSynthesizer",
     "FakeTranscriber",
+    "FakeTurnDetector",
     "tone",
 ]
 
@@ -180,3 +182,41 @@ class FakeSynthesizer:
         if not any(c.isalnum() for c in text):  # nothing to say: no audio, as real engines
             return np.zeros(0, dtype=np.int16)
         return tone(len(text) * self._ms_per_char, frequency_hz=300.0)
+
+
+class FakeTurnDetector:
+    """Scripted end-of-turn model: the probabilities given, one per ``predict``, in order;
+    ``default_prob`` when they run out (1.0: every pause ends the turn, as silence would).
+
+    ``heard`` records how many samples each call got (the window's worth at most)."""
+
+    def __init__(self, *, probs: Iterable[float] = (), default_prob: float = 1.0,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
+        self._probs: deque[float] = deque(float(p) for p in probs)
+        self._default_prob = float(default_prob)
+        self._threshold = float(threshold)
+        self.heard: list[int] = []
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return 16_000
+
+    @property
+    def window_ms(self) -> int:
+        return 8_000
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def script(self, *probs: float) -> None:
+        self._probs.extend(float(p) for p in probs)
+
+    def predict(self, pcm: Pcm) -> TurnVerdict:
+        if pcm.ndim != 1 or pcm.dtype != np.int16:
+            raise ValueError(f"expected 1-D int16 PCM, got {pcm.dtype} with shape {pcm.shape}")
+        window = self.window_ms * self.sample_rate_hz // 1000
+        self.heard.append(min(len(pcm), window))
+        prob = self._probs.popleft() if self._probs else self._default_prob
+        return TurnVerdict(complete_prob=prob, complete=prob > self._threshold,
+                           heard_ms=self.heard[-1] * 1000 // self.sample_rate_hz)

@@ -112,6 +112,15 @@ def _espeak(o: EngineOptions) -> Any:
     return EspeakSynthesizer(**o.options)
 
 
+def _smart_turn(o: EngineOptions) -> Any:
+    """``model``: a manifest name (default ``smart-turn-v3.2``) or a path; ``threshold``."""
+    from voicebot.engines.smart_turn import MODEL_NAME, SmartTurnDetector
+
+    options = dict(o.options)
+    model = model_path(options.pop("model", MODEL_NAME), o)
+    return SmartTurnDetector(model_path=model, threads=o.threads, **options)
+
+
 def _fake(kind: str) -> Callable[[EngineOptions], Any]:
     def build(o: EngineOptions) -> Any:
         from voicebot.engines import fakes
@@ -121,6 +130,7 @@ def _fake(kind: str) -> Callable[[EngineOptions], Any]:
             "asr": fakes.FakeTranscriber,
             "nlu": fakes.FakeIntentClassifier,
             "tts": fakes.FakeSynthesizer,
+            "turn": fakes.FakeTurnDetector,
         }[kind]
         return cls(**o.options)
 
@@ -132,14 +142,17 @@ _FACTORIES: dict[str, dict[str, Callable[[EngineOptions], Any]]] = {
     "asr": {"pocketsphinx": _pocketsphinx, "whisper": _whisper, "fake": _fake("asr")},
     "nlu": {"minilm": _minilm, "fake": _fake("nlu")},
     "tts": {"espeak": _espeak, "piper": _piper, "fake": _fake("tts")},
+    "turn": {"smart-turn": _smart_turn, "fake": _fake("turn")},
 }
+_SET_KINDS = ("vad", "asr", "nlu", "tts")
+"""The kinds an :class:`EngineSet` holds; ``turn`` (end-of-turn model) is built on its own."""
 
 ENGINE_NAMES: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in _FACTORIES.items()}
 """Engine names per kind, for configuration validation and ``--help``."""
 
 
 def build_engine(kind: str, name: str, options: EngineOptions) -> Any:
-    """Build engine ``name`` of ``kind`` (``vad``, ``asr``, ``nlu``, ``tts``)."""
+    """Build engine ``name`` of ``kind`` (``vad``, ``asr``, ``nlu``, ``tts``, ``turn``)."""
     factories = _FACTORIES.get(kind)
     if factories is None:
         raise ConfigError(f"unknown engine kind {kind!r}")
@@ -173,7 +186,7 @@ def build_engine_set(
     built: dict[str, Any] = {
         kind: None if kind == "vad" and names[kind] == "none"
         else build_engine(kind, names[kind], options[kind])
-        for kind in _FACTORIES
+        for kind in _SET_KINDS
     }
     synthesizer = CachingSynthesizer(
         built["tts"], cache_dir=prompt_cache_dir, max_memory_bytes=prompt_cache_bytes
