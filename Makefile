@@ -28,7 +28,7 @@ DENSITY_LEVELS ?=
 	soak clean
 .PHONY: models
 .PHONY: bench-accuracy
-.PHONY: deploy-tools k8s-rules scale-test test-models
+.PHONY: deploy-tools k8s-rules scale-test test-models bench-turns
 
 $(STAMP): pyproject.toml
 	@echo "==> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -82,6 +82,12 @@ deploy-tools: $(SCHEMA_CHECK)/node_modules/.installed
 ## SCALE_ARGS: python -m loadtests.scale --help
 scale-test: models
 	$(PY) -m loadtests.scale --stack $(STACK) $(SCALE_ARGS)
+
+## make bench-turns: turn-taking offline (caller turns with and without mid-turn pauses in
+## espeak-ng, Piper joe and recorded Asterisk speech; the real Silero VAD; each end-of-turn
+## policy): cut-off rate and end-of-speech latency; docs/benchmarks/turn-taking.md / .png
+bench-turns: models test-models
+	taskset -c $(CLIENT_CPU) $(PY) -m bench turns $(BENCH_ARGS)
 
 ## make k8s-rules: docker/k8s/prometheusrule.yaml from docker/observability/prometheus/alerts.yml
 k8s-rules: $(STAMP)

@@ -5,6 +5,7 @@
   python -m bench accuracy       accuracy on real human speech (docs/benchmarks/accuracy.md)
   python -m bench whisper-digits Whisper on recorded digit strings (its own options)
   python -m bench caller-audio   speak a scenario's phrasebook (loadtests/audio for bank_card)
+  python -m bench turns          turn-taking: cut-offs and end-of-turn latency per policy
   python -m bench synth-model    build a synthetic Whisper (random weights, real layout)
 """
 
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     from .accuracy import register as register_accuracy
 
     register_accuracy(sub)
+    from .turns_cli import register as register_turns
+
+    register_turns(sub)
     sub.add_parser("whisper-digits", add_help=False,
                    help="Whisper on recorded digit strings: python -m bench whisper-digits -h")
     audio = sub.add_parser("caller-audio", help="speak a scenario's phrasebook and slot answers "
@@ -103,6 +107,12 @@ def _accuracy(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _turns(args: argparse.Namespace) -> int:
+    from .turns_cli import run
+
+    return run(args)
+
+
 def _caller_audio(args: argparse.Namespace) -> int:
     from .caller_audio import build_caller_audio, check_caller_audio, default_out
     out: Path = args.out or default_out(args.scenario)
@@ -134,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(message)s")
     handlers = {"calls": _calls, "engines": _engines, "accuracy": _accuracy,
-                "caller-audio": _caller_audio, "synth-model": _synth_model}
+                "caller-audio": _caller_audio, "synth-model": _synth_model, "turns": _turns}
     try:
         return handlers[args.command](args)
     except VoicebotError as exc:
