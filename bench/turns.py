@@ -7,7 +7,8 @@ regrouped into the VAD's 512-sample windows by the Session's own
 then hears the windows one by one, as :class:`HeardWindow` records, and may end the
 turn; the first :class:`TurnDecision` is when the bot would answer.  Time is the
 audio clock: a window is heard at the end of the frame that completed it; a
-decision's ``compute_ms`` (a model's inference, say) is added to it.
+decision's ``compute_ms`` (a model's inference, say) is added to it, or it names its
+own ``at_ms`` (an answer that came back between windows).
 
 A policy is anything with ``hear(window) -> TurnDecision | None`` (:class:`TurnPolicy`),
 made fresh for each clip by a :class:`PolicySpec`'s factory from its
@@ -101,11 +102,14 @@ class HeardWindow:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TurnDecision:
     """The policy ends the turn: by which rule, the model's score if any, and what the
-    decision costs beyond the audio clock."""
+    decision costs beyond the audio clock.  ``at_ms``: when it was made, if not when
+    the window was heard (an answer that came back between two windows: the decision
+    is dated then, and ``compute_ms`` is not added)."""
 
     rule: str
     score: float | None = None
     compute_ms: float = 0.0
+    at_ms: float | None = None
 
 
 class TurnPolicy(Protocol):
@@ -198,7 +202,8 @@ def replay(clip: TurnClip, track: VadTrack, spec: PolicySpec) -> TurnOutcome:
                             transcript=clip.transcript_at(end * 1000 / RATE_HZ))
         decision = policy.hear(heard)
         if decision is not None:
-            return judge(clip, spec.name, at_ms + decision.compute_ms, decision)
+            decided = at_ms + decision.compute_ms if decision.at_ms is None else decision.at_ms
+            return judge(clip, spec.name, decided, decision)
     return judge(clip, spec.name, None, None)
 
 
