@@ -37,6 +37,7 @@ from voicebot.protocol import CloseCode, ErrorEvent, close_reason, encode_server
 from voicebot.session import Session, SessionConfig
 from voicebot.telephony import NATIVE, codec_for, detect_provider
 
+from . import turn_setup
 from .admission import Admission, AdmissionConfig
 from .auth import (
     Decision,
@@ -291,7 +292,7 @@ def load_app(config: ServerConfig) -> App:
             options=dict(config.engines.options.get(kind, {})),
             manifest=config.manifest,
         )
-        for kind in ("vad", "asr", "nlu", "tts")
+        for kind in config.engines.all_names()
     }
     cache_dir = config.models_dir / "prompt-cache"
     engines: EngineSet | None = None
@@ -299,7 +300,7 @@ def load_app(config: ServerConfig) -> App:
     if config.cells:
         detector = build_engine("vad", config.engines.vad, options["vad"])
         specs = [
-            CellSpec(index=i, cpu=cpu, engine_names=config.engines.names(),
+            CellSpec(index=i, cpu=cpu, engine_names=config.engines.all_names(),
                      engine_options=options, scenario_paths=tuple(paths),
                      default_scenario=config.default_scenario, prompt_cache_dir=cache_dir,
                      log_level=config.log_level)
@@ -309,19 +310,15 @@ def load_app(config: ServerConfig) -> App:
                         heartbeat_timeout_s=config.heartbeat_timeout_s,
                         job_timeout_s=config.job_timeout_s, stuck_job_s=config.stuck_job_s)
     else:
-        engines = build_engine_set(config.engines.names(), options, prompt_cache_dir=cache_dir)
+        engines = build_engine_set(config.engines.all_names(), options,
+                                   prompt_cache_dir=cache_dir)
         for scenario in scenarios.values():
             engines.prepare(scenario)
         engines.warm_up(domain=config.default_scenario)
         detector = engines.detector
     assert detector is not None
     executor = ThreadPoolExecutor(config.worker_threads, thread_name_prefix="voicebot-engine")
-    session_config = SessionConfig(
-        default_scenario=config.default_scenario,
-        asr_rate_hz=detector.sample_rate_hz,
-        vad_window_samples=detector.window_samples,
-        speculative_asr_ms=config.speculative_asr_ms,
-    )
+    session_config = turn_setup.session_config(config, detector, scenarios.values())
     log.info(
         "stack %s: engines vad=%s asr=%s nlu=%s tts=%s (%s) %s in %.1f s; scenarios: %s",
         stack_label(config.stack, config.engines), config.engines.vad, config.engines.asr,

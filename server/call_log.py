@@ -7,7 +7,9 @@ kHz) and the bot's audio as sent.  Nothing here blocks the event loop: records g
 to the :class:`~server.records.writer.RecordWriter` queue (each turn written as it
 completes), recording chunks to the recordings thread, the end-of-call webhook to
 its notifier's background task.  With ``counters``, each reply and the call's end
-are counted in the server's contact-center metrics (:class:`~server.metrics.CallCounters`).
+are counted in the server's contact-center metrics (:class:`~server.metrics.CallCounters`),
+and how its turns end (the rule, the end-of-turn model's jobs, the speculations) in the
+turn-taking ones (:class:`~server.metrics.TurnCounters`).
 """
 
 from __future__ import annotations
@@ -155,6 +157,11 @@ class CallLog:
     def reply_started(self, command: ReplyStarted, *, at_ms: float, latency_ms: float,
                       parts_ms: Mapping[str, float]) -> None:
         timings = " ".join(f"{k}_ms={v:.0f}" for k, v in parts_ms.items())
+        if command.end_rule is not None:  # a spoken turn: what ended it, how long it took
+            score = "-" if command.turn_score is None else f"{command.turn_score:.2f}"
+            wait = parts_ms.get("endpoint_wait")
+            timings += (f" end_rule={command.end_rule} turn_score={score} waited_ms="
+                        + ("-" if wait is None else f"{wait:.0f}"))
         turn_log.info(
             "call=%s turn=%d state=%s intent=%s confidence=%.2f latency_ms=%.0f %s "
             "transcript=%r reply=%r record=%s", self._shown_id, command.turn, command.state,
@@ -171,6 +178,16 @@ class CallLog:
         self._put(command.reply, entry)
         if self._counters is not None and self._record is not None:
             self._counters.reply(self._record.scenario, command)
+
+    def turn_model(self, ms: float) -> None:
+        """An end-of-turn model job took ``ms`` (sent to verdict)."""
+        if self._counters is not None:
+            self._counters.turns.model_ran(ms)
+
+    def speculation(self, result: str) -> None:
+        """A speculative transcription was ``started``, ``used`` or ``discarded``."""
+        if self._counters is not None:
+            self._counters.turns.speculation(result)
 
     def barged_in(self, command: BargedIn) -> None:
         turn_log.info("call=%s barge_in reply=%d heard_sentences=%d heard_ms=%d unheard=%r "

@@ -1,7 +1,8 @@
 """The inside of a cell: a worker process pinned to one core that runs engine jobs.
 
 It pins itself before importing any model runtime, loads the ASR, NLU and TTS
-engines once (one intra-op thread each), prepares every scenario, then serves
+engines (and the end-of-turn model, where one is configured) once, one intra-op
+thread each, prepares every scenario, warms them up, then serves
 jobs from the front process in earliest-deadline-first order: a receiver thread
 reads the pipe into the queue (so the front never blocks on a full pipe while a
 long job runs) and the main thread executes one job at a time.

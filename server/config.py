@@ -57,6 +57,10 @@ class ServerConfig:
     slo_p95_ms: float = 1500.0
     drain_timeout_s: float = 30.0
     speculative_asr_ms: int = 0
+    turn_policy: str = "silence"
+    """How a caller's turn ends in scenarios whose ``endpointing`` does not say: ``silence``
+    (the endpointer's fixed pause) or ``model`` (the end-of-turn policy; it needs
+    ``engines: turn``, an end-of-turn model: checked at start, server/turn_setup.py)."""
     log_level: str = "INFO"
     stack: str = DEFAULT_STACK
     """The named stack (server/stacks.py) ``engines`` started from."""
@@ -119,6 +123,8 @@ class ServerConfig:
             raise ConfigError("slo_p95_ms must be positive and drain_timeout_s not negative")
         if self.speculative_asr_ms < 0:
             raise ConfigError("speculative_asr_ms must be 0 (off) or positive")
+        if self.turn_policy not in ("silence", "model"):
+            raise ConfigError(f"turn_policy must be silence or model, not {self.turn_policy!r}")
         for name in _FLOATS:
             if (name not in ("slo_p95_ms", "drain_timeout_s", "records_retention_days")
                     and getattr(self, name) <= 0):
@@ -131,7 +137,7 @@ class ServerConfig:
             raise ConfigError("records_retention_days must be 0 (keep) or positive")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("tls_cert_file and tls_key_file go together")
-        for kind, name in self.engines.names().items():
+        for kind, name in self.engines.all_names().items():
             if name not in ENGINE_NAMES[kind]:
                 known = ", ".join(ENGINE_NAMES[kind])
                 raise ConfigError(f"unknown {kind} engine {name!r}; known: {known}")

@@ -3,9 +3,10 @@
 One registry per server (no global state, so tests can run several servers):
 turn latency and its parts, live dialogs, admitted and refused calls, barge-ins,
 engine real-time factors, resident memory and CPU time; what an orchestrator and
-its alerts read (capacity, ready, draining, the SLO, cell restarts); and the
+its alerts read (capacity, ready, draining, the SLO, cell restarts); the
 contact-center counters of :class:`CallCounters` (call outcomes, intents, reprompts,
-fallbacks, no-input timeouts).
+fallbacks, no-input timeouts); and how callers' turns end (:class:`TurnCounters`: the
+rule that ended each, the end-of-turn model's time, the speculative transcriptions).
 
 Label values are bounded: cells, scenario, intent and state names of the loaded
 scenarios, and fixed words; never a call id, a transcript or a caller's number.
@@ -26,8 +27,9 @@ from voicebot.dialog.scenario import Ask, Scenario
 
 from .admission import Admission
 
-__all__ = ["CALL_OUTCOMES", "CONTENT_TYPE", "NO_INTENT", "CallCounters", "Metrics",
-           "cpu_seconds", "listening_states", "rss_bytes"]
+__all__ = ["CALL_OUTCOMES", "CONTENT_TYPE", "END_RULES", "NO_INTENT", "SPECULATION_RESULTS",
+           "CallCounters", "Metrics", "TurnCounters", "cpu_seconds", "listening_states",
+           "rss_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,12 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 _PART_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0)
 _RTF_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
-TURN_PARTS = ("endpoint_wait", "asr", "nlu", "tts_first_audio", "queue_wait")
+_TURN_MODEL_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
+TURN_PARTS = ("endpoint_wait", "asr", "nlu", "tts_first_audio", "queue_wait", "turn_model")
+END_RULES = ("model", "expectation", "max_silence", "silence", "max_length")
+"""What ends a caller's turn (:class:`voicebot.session_turns.UtteranceEnd`): the
+end-of-turn policy's rules, the endpointer's fixed pause, the longest utterance."""
+SPECULATION_RESULTS = ("started", "used", "discarded")
 CALL_OUTCOMES = ("completed", "transferred", "caller_hung_up", "failed")
 """How a call ends (:class:`voicebot.commands.CallOutcome`); containment rate =
 completed / all four."""
@@ -118,6 +125,7 @@ class Metrics:
             "voicebot_cell_restarts", "Cells restarted after they died or hung", ["cell"],
             registry=r)
         self.call_counters = CallCounters(r)
+        self.turn_counters = self.call_counters.turns
         for outcome in ("admitted", "refused_full", "refused_slo", "refused_draining"):
             self.calls.labels(outcome=outcome)
         for part in TURN_PARTS:
@@ -167,6 +175,7 @@ class CallCounters:
         self.no_input = Counter(
             "voicebot_no_input_timeouts", "Caller silent past no_input_timeout_ms; state: "
             "the state waiting", ["scenario", "state"], registry=r)
+        self.turns = TurnCounters(r)
         self._intents: dict[str, frozenset[str]] = {}
         self._states: dict[str, frozenset[str]] = {}
 
@@ -185,6 +194,8 @@ class CallCounters:
 
     def reply(self, scenario: str, command: ReplyStarted) -> None:
         """A reply starts: count the caller turn it answers and how it answers it."""
+        if command.end_rule is not None:
+            self.turns.ended(command.end_rule)
         intents = self._intents.get(scenario)
         if intents is None:
             log.debug("no counters for scenario %r", scenario)
@@ -204,3 +215,38 @@ class CallCounters:
         """A call of ``scenario`` ended with ``outcome`` (one of :data:`CALL_OUTCOMES`)."""
         if scenario in self._intents and outcome in CALL_OUTCOMES:
             self.outcomes.labels(scenario=scenario, outcome=outcome).inc()
+
+
+class TurnCounters:
+    """How callers' turns end: the rule that ended each turn a reply answers, the
+    end-of-turn model's jobs (from sent to verdict: the cell's queue and the pipe
+    included) and the speculative transcriptions (started: kept in a pause; used: they
+    were the final transcript; discarded: the caller went on, or hung up)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.ends = Counter(
+            "voicebot_turn_end", "Caller turns answered, by the rule that ended them (model, "
+            "expectation, max_silence: the end-of-turn policy; silence: the fixed pause; "
+            "max_length: cut at max_utterance_s)", ["rule"], registry=r)
+        self.model = Histogram(
+            "voicebot_turn_model_seconds", "End-of-turn model jobs, from sent to verdict",
+            buckets=_TURN_MODEL_BUCKETS_S, registry=r)
+        self.speculations = Counter(
+            "voicebot_speculations", "Speculative transcriptions: started, used (the final "
+            "transcript), discarded (the caller went on)", ["result"], registry=r)
+        for rule in END_RULES:
+            self.ends.labels(rule=rule)
+        for result in SPECULATION_RESULTS:
+            self.speculations.labels(result=result)
+
+    def ended(self, rule: str) -> None:
+        if rule in END_RULES:
+            self.ends.labels(rule=rule).inc()
+
+    def model_ran(self, ms: float) -> None:
+        self.model.observe(ms / 1000)
+
+    def speculation(self, result: str) -> None:
+        if result in SPECULATION_RESULTS:
+            self.speculations.labels(result=result).inc()

@@ -17,8 +17,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -39,19 +39,17 @@ from voicebot.commands import (
     ReplyStarted,
     SendAudio,
     SendEvent,
-    Synthesize,
-    Understand,
 )
 from voicebot.errors import EngineError
 from voicebot.jobkinds import JOB_KINDS, EngineJob, Lane, apply_result, kind_of
 from voicebot.session import Session
-from voicebot.types import Pcm, Transcript
 
 from .call_log import CallLog, CallLogSinks
 from .cells import CellFailed
 from .limits import AudioClock, CallLimits
 from .runners import JobDropped, JobRunner, VadRunner
 from .transports import NativeTransport, Transport
+from .turn_timings import TurnObserver, TurnTimings
 from .webhook import WebhookClient
 
 __all__ = ["CallRuntime", "TurnObserver"]
@@ -109,17 +107,6 @@ class _Lane:
             await self.task
 
 
-class TurnObserver(Protocol):
-    """Receives what the runtime measures (metrics, admission control)."""
-
-    def turn(self, *, latency_ms: float, greeting: bool, parts_ms: Mapping[str, float]) -> None:
-        ...
-
-    def barge_in(self) -> None: ...
-
-    def engine_rtf(self, engine: str, rtf: float) -> None: ...
-
-
 class CallRuntime:
     """Runs one call: websocket ⇄ Session ⇄ engine jobs."""
 
@@ -147,7 +134,7 @@ class CallRuntime:
         self._cancelled_replies: set[int] = set()
         self._closing = False
         self._input_end = 0.0  # wall time the caller's last input ended (speech or key)
-        self._timings: dict[str, float] = {}
+        self._timings = TurnTimings(observer, self._log)  # what the jobs took, per turn
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             **{kind.job: self._queue_job for kind in JOB_KINDS if kind.lane is not Lane.VAD},
             DetectSpeech: self._detect,
@@ -162,12 +149,6 @@ class CallRuntime:
             BargedIn: self._barged_in,
             RecordingPause: self._recording_pause,
             CallEnded: self._call_ended,
-        }
-        # The parts of a turn's latency a job's result adds (ms: how long the job took).
-        self._measures: dict[type, Callable[[Any, Any, float], None]] = {
-            FinishTranscription: self._asr_measured,
-            Understand: self._nlu_measured,
-            Synthesize: self._tts_measured,
         }
 
     async def run(self, first: str | bytes | None = None) -> None:
@@ -291,7 +272,7 @@ class CallRuntime:
     async def _finish(self, command: FinishTranscription) -> None:
         """The utterance ended ``endpoint_delay_ms`` ago: the turn's latency runs from then."""
         self._input_end = self._loop.time() - command.endpoint_delay_ms / 1000.0
-        self._timings["endpoint_wait"] = float(command.endpoint_delay_ms)
+        self._timings.endpoint(command)
         await self._queue_job(command)
 
     async def _queue_job(self, job: EngineJob) -> None:
@@ -299,7 +280,6 @@ class CallRuntime:
         goes to the Session.  A job lost with its cell, or dropped, is answered only
         where its kind must always be (the session counts speculations)."""
         kind = kind_of(job)
-        measure = self._measures.get(type(job))
 
         async def run() -> None:
             started = time.perf_counter()
@@ -314,8 +294,7 @@ class CallRuntime:
                 if kind.failure_notice is not None:
                     await self._report(kind.failure_notice)
                 result = kind.failed(job)
-            if measure is not None:
-                measure(job, result, (time.perf_counter() - started) * 1000)
+            self._timings.done(job, result, (time.perf_counter() - started) * 1000)
             await self.execute(apply_result(self._session, job, result))
 
         await self._lanes[kind.lane].put(kind.key(job), run)
@@ -354,25 +333,6 @@ class CallRuntime:
 
     # ------------------------------------------------------------------ turn log
 
-    def _asr_measured(self, _job: FinishTranscription, transcript: Transcript,
-                      ms: float) -> None:
-        self._timings["asr"] = ms
-        if transcript.audio_ms and ms > 1.0:  # ~0 when a speculation was kept
-            self._observe_rtf("asr", ms / transcript.audio_ms)
-
-    def _nlu_measured(self, _job: Understand, _result: object, ms: float) -> None:
-        self._timings["nlu"] = ms
-
-    def _tts_measured(self, job: Synthesize, pcm: Pcm, ms: float) -> None:
-        if job.index == 0:
-            self._timings["tts_first_audio"] = ms
-        if len(pcm):
-            self._observe_rtf("tts", ms / (len(pcm) * 1000 / job.sample_rate_hz))
-
-    def _observe_rtf(self, engine: str, rtf: float) -> None:
-        if self._observer is not None:
-            self._observer.engine_rtf(engine, rtf)
-
     async def _barged_in(self, command: BargedIn) -> None:
         if self._observer is not None:
             self._observer.barge_in()
@@ -386,11 +346,9 @@ class CallRuntime:
 
     async def _reply_started(self, command: ReplyStarted) -> None:
         latency_ms = (self._loop.time() - self._input_end) * 1000
-        parts = dict(self._timings)
-        parts["queue_wait"] = max(lane.max_wait_ms for lane in self._lanes.values())
+        parts = self._timings.take(max(lane.max_wait_ms for lane in self._lanes.values()))
         for lane in self._lanes.values():
             lane.max_wait_ms = 0.0
-        self._timings = {}
         if self._observer is not None:
             self._observer.turn(latency_ms=latency_ms, greeting=command.turn == 0,
                                 parts_ms=parts)

@@ -1,13 +1,16 @@
 """Named engine stacks: the one table of presets ``voicebot serve --stack NAME`` chooses from.
 
-A stack names the engine of each kind with its options, says in one line what it
+A stack names the engine of each kind with its options (and the end-of-turn model,
+``turn``, where its settings choose ``turn_policy: model``), says in one line what it
 costs and hears, and knows the models it needs (``Stack.models``, derived from the
 engine options, so the table cannot disagree with itself).  A configuration file's
 ``engines:`` section overrides pieces of the chosen stack (:meth:`EngineConfig.merged`).
 
 * ``lite``: pocketsphinx + espeak-ng; offline, nothing to download.
-* ``default``: REAL Whisper tiny.en int8 + REAL Piper en_US-joe-medium.
-* ``reference``: REAL Whisper base (multilingual, English forced) + the same voice.
+* ``default``: REAL Whisper tiny.en int8 + REAL Piper en_US-joe-medium; Smart Turn v3.2
+  loaded for ``turn_policy: model`` (opt-in: the silence rule stays the default).
+* ``reference``: REAL Whisper base (multilingual, English forced) + the same voice and
+  the same end-of-turn model.
 
 Synthetic models (``model: synthetic:whisper-base``, random weights) are in no stack:
 they are chosen by that explicit name only, and labelled synthetic wherever they show.
@@ -27,13 +30,16 @@ from typing import Any
 
 from voicebot.errors import ConfigError, VoicebotError
 
-__all__ = ["DEFAULT_STACK", "KINDS", "MEASURED_SERVER", "MEASURED_VAD", "MEASURED_WHISPER",
-           "NLU_MODEL", "STACKS", "EngineConfig", "ProgressFactory", "Stack", "describe_models",
-           "ensure_models", "get_stack", "required_models", "stack_label"]
+__all__ = ["DEFAULT_STACK", "KINDS", "MEASURED_SERVER", "MEASURED_TURN", "MEASURED_VAD",
+           "MEASURED_WHISPER", "NLU_MODEL", "STACKS", "TURN", "EngineConfig", "ProgressFactory",
+           "Stack", "describe_models", "ensure_models", "get_stack", "required_models",
+           "stack_label"]
 
 log = logging.getLogger(__name__)
 
 KINDS = ("vad", "asr", "nlu", "tts")
+TURN = "turn"
+"""The optional kind: the end-of-turn model (``turn_policy: model``), none by default."""
 DEFAULT_STACK = "default"
 NLU_MODEL = "all-minilm-l6-v2"
 """The manifest's (builtin) entry for the ``minilm`` engine: built, never pulled."""
@@ -64,6 +70,12 @@ MEASURED_SERVER: Mapping[str, Any] = {"speculative_asr_ms": 200}
 # (docs/benchmarks/accuracy.md). Same 32 ms windows, ~4.6 ms of one core per call-second.
 # `lite` keeps the bundled copy: it promises nothing to download.
 MEASURED_VAD: Mapping[str, Any] = {"model": "silero-vad"}
+# Smart Turn v3.2 (8.7 MB int8, one thread) ends the caller's turn at a 200 ms pause when it
+# judges the turn complete, up to 1.5 s of silence (voicebot/vad/turn_policy.py, issue 15),
+# for a config or scenario that sets `turn_policy: model`. Not the default yet: under it the
+# live card-number turns still lost a leading digit and waited the 2.5 s digits maximum, and
+# complete espeak-ng turns it scored incomplete waited 1.5 s (docs/benchmarks/turn-taking.md).
+MEASURED_TURN: Mapping[str, Any] = {"model": "smart-turn-v3.2"}
 # ---------------------------------------------------------------------------------------------
 
 
@@ -76,9 +88,16 @@ class EngineConfig:
     nlu: str
     tts: str
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    turn: str | None = None
+    """The end-of-turn model (``smart-turn``, ``fake``); None: none is loaded."""
 
     def names(self) -> dict[str, str]:
+        """The engine of each of the four kinds every engine set has."""
         return {"vad": self.vad, "asr": self.asr, "nlu": self.nlu, "tts": self.tts}
+
+    def all_names(self) -> dict[str, str]:
+        """:meth:`names`, and ``turn`` when an end-of-turn model is configured."""
+        return {**self.names(), **({TURN: self.turn} if self.turn else {})}
 
     def merged(self, section: Mapping[str, Any]) -> EngineConfig:
         """This configuration with an ``engines:`` section laid over it.
@@ -87,15 +106,16 @@ class EngineConfig:
         for that kind (they were meant for the other engine); the section's
         ``options`` then update the options of each kind key by key.
         """
-        unknown = sorted(set(section) - {*KINDS, "options"})
+        unknown = sorted(set(section) - {*KINDS, TURN, "options"})
         if unknown:
             raise ConfigError(f"bad 'engines' section: unknown key(s) {', '.join(unknown)} "
-                              f"(known: {', '.join(KINDS)}, options)")
-        names = self.names()
+                              f"(known: {', '.join((*KINDS, TURN))}, options)")
+        names: dict[str, str | None] = {**self.names(), TURN: self.turn}
         options = {kind: dict(opts) for kind, opts in self.options.items()}
-        for kind in KINDS:
+        for kind in (*KINDS, TURN):
             if kind in section:
-                name = str(section[kind])
+                value = section[kind]
+                name = None if value in (None, "none") and kind == TURN else str(value)
                 if name != names[kind]:
                     options.pop(kind, None)
                 names[kind] = name
@@ -105,10 +125,11 @@ class EngineConfig:
         ):
             raise ConfigError("'engines.options' must map an engine kind to a mapping of options")
         for kind, opts in extra.items():
-            if kind not in KINDS:
+            if kind not in (*KINDS, TURN):
                 raise ConfigError(f"bad 'engines' section: options for unknown kind {kind!r}")
             options.setdefault(kind, {}).update(opts)
-        return EngineConfig(**names, options=options)
+        return EngineConfig(**{k: str(names[k]) for k in KINDS}, options=options,
+                            turn=names[TURN])
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +150,14 @@ class Stack:
 
 
 def _whisper_stack(name: str, model: str, description: str) -> Stack:
-    """A stack of REAL Whisper ``model`` + MiniLM + Piper joe, with the measured settings."""
+    """A stack of REAL Whisper ``model`` + MiniLM + Piper joe, with the measured settings;
+    Smart Turn loaded for ``turn_policy: model``."""
     return Stack(
         name=name,
         engines=EngineConfig(
-            vad="silero", asr="whisper", nlu="minilm", tts="piper",
+            vad="silero", asr="whisper", nlu="minilm", tts="piper", turn="smart-turn",
             options={"vad": MEASURED_VAD, "asr": {"model": model, **MEASURED_WHISPER},
-                     "tts": {"voice": "en_US-joe-medium"}}),
+                     "tts": {"voice": "en_US-joe-medium"}, TURN: MEASURED_TURN}),
         settings=MEASURED_SERVER,
         description=description,
     )
@@ -173,12 +195,15 @@ def required_models(engines: EngineConfig) -> tuple[str, ...]:
     """Names of the manifest models ``engines`` load: model options given by name (not
     by path, not ``synthetic:``), and the MiniLM build for ``nlu: minilm``."""
     names: list[str] = []
-    for kind in KINDS:
+    for kind in (*KINDS, TURN) if engines.turn else KINDS:
         for key in _MODEL_KEYS:
             value = engines.options.get(kind, {}).get(key)
             if (isinstance(value, str) and "/" not in value and value
                     and not value.startswith("synthetic:")):
                 names.append(value)
+    if engines.turn == "smart-turn" and not any(
+            key in engines.options.get(TURN, {}) for key in _MODEL_KEYS):
+        names.append(MEASURED_TURN["model"])  # the engine's own default model
     if engines.nlu == "minilm":
         names.append(NLU_MODEL)
     return tuple(dict.fromkeys(names))

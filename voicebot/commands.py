@@ -26,6 +26,7 @@ __all__ = [
     "CloseConnection",
     "Command",
     "DetectSpeech",
+    "DetectTurnEnd",
     "DiscardSpeculation",
     "FeedTranscription",
     "FinishTranscription",
@@ -138,6 +139,20 @@ class DiscardSpeculation:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectTurnEnd:
+    """Ask the end-of-turn model whether the caller has finished utterance ``utterance``;
+    answer with ``Session.turn_verdict(request_id, complete_prob)``.
+
+    ``pcm``: the last (at most 8 s) of the utterance's audio up to the pause, 16 kHz
+    (the VAD's rate).  A verdict that comes back after the caller went on is ignored.
+    """
+
+    utterance: int
+    request_id: int
+    pcm: Pcm
+
+
+@dataclass(frozen=True, slots=True)
 class Understand:
     """Classify intent and extract entities; answer with ``Session.understood``."""
 
@@ -221,6 +236,11 @@ class ReplyStarted:
     sensitive: bool = False  # the turn or the reply held a masked value
     kind: ReplyKind = ReplyKind.ANSWER
     retry_state: str = ""
+    end_rule: str | None = None
+    """What ended the spoken turn it answers (``model``, ``expectation``, ``max_silence``,
+    ``silence``, ``max_length``); None for the greeting, keys, no-input and webhooks."""
+    turn_score: float | None = None
+    """The end-of-turn model's last verdict in the pause that ended it (None: none came)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +275,7 @@ Command: TypeAlias = (
     | Mark
     | CloseConnection
     | DetectSpeech
+    | DetectTurnEnd
     | StartTranscription
     | FeedTranscription
     | FinishTranscription

@@ -50,6 +50,7 @@ from voicebot.commands import (
     CancelTranscription,
     Command,
     DetectSpeech,
+    DetectTurnEnd,
     DiscardSpeculation,
     FeedTranscription,
     FinishTranscription,
@@ -87,6 +88,7 @@ EngineJob: TypeAlias = (
     | DiscardSpeculation
     | FinishTranscription
     | CancelTranscription
+    | DetectTurnEnd
     | Understand
     | Synthesize
 )
@@ -118,6 +120,8 @@ class JobEngine(Protocol):
 
     def cancel_transcription(self, utterance: int) -> None: ...
 
+    def detect_turn_end(self, pcm: Pcm) -> float: ...
+
     def understand(self, text: str, domain: str) -> Understanding: ...
 
     def synthesize(self, text: str, sample_rate_hz: int, index: int = 0) -> Pcm: ...
@@ -129,6 +133,8 @@ class Lane(enum.Enum):
     VAD = "vad"
     """Inline in the front process, answered before the next audio frame is read."""
     ASR = "asr"
+    TURN = "turn"
+    """The end-of-turn model: apart from the ASR, whose speculation may be decoding."""
     NLU = "nlu"
     TTS = "tts"
 
@@ -145,7 +151,8 @@ class Urgency(enum.Enum):
     """Frees engine state and costs nothing."""
     VAD = 10.0
     TURN = 50.0
-    """The caller waits on it: the final ASR of an ended utterance, the NLU."""
+    """The caller waits on it: the final ASR of an ended utterance, the NLU, the
+    end-of-turn model's verdict in a pause."""
     SPECULATION = 60.0
     FIRST_SENTENCE = 100.0
     """The first sentence of a reply: the turn's latency ends with its audio."""
@@ -246,6 +253,12 @@ JOB_KINDS: tuple[JobKind[Any, Any], ...] = (
         job=CancelTranscription, method="cancel_transcription",
         run=lambda e, j: e.cancel_transcription(j.utterance),
         lane=Lane.ASR, key=_utterance, urgency=_always(Urgency.CANCEL), label=_ASR_JOB,
+    ),
+    JobKind[DetectTurnEnd, float](
+        job=DetectTurnEnd, method="detect_turn_end", run=lambda e, j: e.detect_turn_end(j.pcm),
+        lane=Lane.TURN, key=lambda j: j.utterance, urgency=_always(Urgency.TURN),
+        label="end-of-turn model",
+        feed=lambda s, j, r: s.turn_verdict(j.request_id, r),
     ),
     JobKind[Understand, Understanding](
         job=Understand, method="understand", run=lambda e, j: e.understand(j.text, j.domain),

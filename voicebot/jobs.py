@@ -89,6 +89,14 @@ class CallJobs:
         if stream is not None:
             stream.cancel()
 
+    def detect_turn_end(self, pcm: Pcm) -> float:
+        """The end-of-turn model's probability that the turn whose audio so far (16 kHz,
+        its end last) is ``pcm`` is complete."""
+        turn = self._engines.turn
+        if turn is None:
+            raise EngineError("this engine set has no end-of-turn model")
+        return turn.predict(pcm).complete_prob
+
     def understand(self, text: str, domain: str) -> Understanding:
         intent = self._engines.classifier.classify(text, domain=domain)
         return Understanding(intent, extract_entities(text))

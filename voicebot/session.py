@@ -2,14 +2,15 @@
 
 A :class:`Session` takes client inputs (``receive_message`` / ``receive_audio``,
 ``mark_played``, ``protocol_error``; ``receive_text`` / ``receive_bytes`` decode
-native frames first) and engine results (``speech_probabilities``, ``transcribed``, ``understood``,
-``synthesized``, ``webhook_result``) and returns :mod:`voicebot.commands` for
-its runtime to carry out.  It never awaits, sleeps, reads the clock or runs a
-model: time is counted in audio samples received from the caller.
+native frames first) and engine results (``speech_probabilities``, ``transcribed``,
+``speculated``, ``turn_verdict``, ``understood``, ``synthesized``, ``webhook_result``)
+and returns :mod:`voicebot.commands` for its runtime to carry out.  It never awaits,
+sleeps, reads the clock or runs a model: time is counted in audio samples received.
 
 The Session routes; its parts keep the state, each a pure state machine tested
 alone: :class:`~voicebot.session_turns.TurnTaking` (the caller's utterances,
-transcription and barge-in), :class:`~voicebot.session_replies.Replies` (the
+transcription, barge-in, and with :class:`~voicebot.session_turn_end.TurnEnding` the
+end-of-turn policy), :class:`~voicebot.session_replies.Replies` (the
 bot's replies, synthesis and playout) and :class:`~voicebot.session_keys.KeyEntry`
 (DTMF), :class:`~voicebot.session_privacy.CallPrivacy` (masks, recording pauses).
 The Session itself holds the call's set-up, the dialog, the turn notes and the
@@ -39,7 +40,6 @@ from voicebot.commands import (
 from voicebot.dialog.engine import DialogEngine, EndCall, UserInput, sort_outputs
 from voicebot.dialog.scenario import Scenario
 from voicebot.errors import ProtocolError
-from voicebot.nlu.entities import extract_entities
 from voicebot.session_keys import KeyEntry, KeyPressKind
 from voicebot.session_privacy import CallPrivacy, TurnNote
 from voicebot.session_replies import Replies
@@ -163,20 +163,22 @@ class Session:
         if self.closed or listening is None:
             return []
         out: list[Command] = []
+        slot_type, slot_length = self._slot()
         for event in listening.hear(pcm, probabilities):
             step = listening.on_event(event, bot_speaking=self._bot_speaking(),
-                                      slot_type=self._slot_type())
+                                      slot_type=slot_type, slot_length=slot_length)
             out += step.commands
             if step.speech_started:
                 self._listen_since_ms = None
             if step.barge_in:
                 out += self._barge_in()
-        return out + listening.speculate()
+        return out + listening.tick(bot_speaking=self._bot_speaking())
 
     def transcribed(self, utterance: int, transcript: Transcript) -> list[Command]:
         if self.closed or self._scenario is None:
             return []
         text = transcript.text.strip()
+        end = self._listening.end_of(utterance) if self._listening is not None else None
         if not text:
             log.debug("call %s: utterance %d was not words", self.call_id, utterance)
             self._listen_since_ms = self.now_ms
@@ -184,7 +186,7 @@ class Session:
         self._turn += 1
         self._keys.spoken_turn()
         expected = self._dialog.expected_slot if self._dialog is not None else None
-        self._turns[self._turn] = TurnNote(transcript=text, source="speech",
+        self._turns[self._turn] = TurnNote(transcript=text, source="speech", end=end,
                                            sensitive=CallPrivacy.sensitive_slot(expected))
         event = p.TranscriptEvent(self._turn, text, transcript.confidence, transcript.audio_ms)
         return [
@@ -194,21 +196,19 @@ class Session:
 
     def speculated(self, utterance: int, transcript: Transcript | None) -> list[Command]:
         """The transcript of the open utterance so far, decoded while the caller pauses
-        (``SpeculateTranscription``; None: the ASR cannot).  While a digits slot of a
-        known length is asked for, a transcript holding that many digits ends the turn
-        now: the caller need not wait out ``digits_min_silence_ms``."""
-        listening = self._listening
-        if listening is None or not listening.speculation_back(utterance):
+        (``SpeculateTranscription``; None: the ASR cannot); it may end the turn (a
+        digit string of the slot's length, a yes/no answer: ``TurnTaking.speculated``)."""
+        if self._listening is None:
             return []
-        if transcript is None or self.closed or self._dialog is None:
+        step = self._listening.speculated(utterance, transcript, expecting=self._slot(),
+                                          bot_speaking=self._bot_speaking())
+        return [] if self.closed else list(step.commands)
+
+    def turn_verdict(self, request_id: int, complete_prob: float) -> list[Command]:
+        """The end-of-turn model's answer to ``DetectTurnEnd`` ``request_id``."""
+        if self.closed or self._listening is None:
             return []
-        spec = self._dialog.expected_slot
-        if spec is None or spec.type != "digits" or spec.length is None:
-            return []
-        digits = extract_entities(transcript.text).get("digits")
-        if not isinstance(digits, str) or len(digits) < spec.length:
-            return []
-        return list(listening.end_now(bot_speaking=self._bot_speaking()).commands)
+        return self._listening.verdict(request_id, complete_prob, bot_speaking=self._bot_speaking())
 
     def understood(
         self, turn: int, result: IntentResult | None, entities: Mapping[str, EntityValue]
@@ -290,9 +290,9 @@ class Session:
 
     # ------------------------------------------------------------------ replies
 
-    def _slot_type(self) -> str | None:
+    def _slot(self) -> tuple[str | None, int | None]:  # the type and length asked for
         spec = self._dialog.expected_slot if self._dialog is not None else None
-        return spec.type if spec is not None else None
+        return (spec.type, spec.length) if spec is not None else (None, None)
 
     def _bot_speaking(self) -> bool:
         return self._replies is not None and self._replies.speaking(self.now_ms)

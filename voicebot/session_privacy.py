@@ -22,6 +22,7 @@ from voicebot.commands import BargedIn, Command, RecordingPause, ReplyKind, Repl
 from voicebot.dialog.engine import Retried
 from voicebot.dialog.scenario import Scenario, SlotSpec
 from voicebot.redact import Redactor, mask_numbers
+from voicebot.session_turns import UtteranceEnd
 from voicebot.types import EntityValue
 
 __all__ = ["CallPrivacy", "TurnNote"]
@@ -36,6 +37,7 @@ class TurnNote:
     confidence: float = 0.0
     source: str = "greeting"
     sensitive: bool = False  # given while a sensitive slot was asked for
+    end: UtteranceEnd | None = None  # a spoken turn: which rule ended it
 
 
 class CallPrivacy:
@@ -87,7 +89,9 @@ class CallPrivacy:
             reply_id, turn, self.heard(note.transcript, sensitive=note.sensitive),
             note.intent, note.confidence, state, masked, source=note.source,
             slots=self.slots(slots), sensitive=note.sensitive or masked != text, kind=kind,
-            retry_state=retried.state if retried is not None else "")
+            retry_state=retried.state if retried is not None else "",
+            end_rule=note.end.rule if note.end is not None else None,
+            turn_score=note.end.score if note.end is not None else None)
 
     def slots(self, slots: Mapping[str, object]) -> dict[str, str]:
         return self.redactor.slots(slots, self._sensitive)

@@ -2,8 +2,8 @@
 
 :func:`open_call` checks the scenario asked for and builds, at the call's
 encoding and rate, the audio front (resampler), the turn taking (endpointer with
-the scenario's endpointing), the replies and the dialog.  Pure: nothing here
-runs a model or does I/O.
+the scenario's endpointing, and under ``turn_policy: model`` the end-of-turn
+policy), the replies and the dialog.  Pure: nothing here runs a model or does I/O.
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ from voicebot.dialog.engine import DialogEngine
 from voicebot.dialog.scenario import Scenario
 from voicebot.errors import ProtocolError
 from voicebot.session_replies import Replies
+from voicebot.session_turn_end import TurnEnding
 from voicebot.session_turns import TurnTaking
 from voicebot.vad.endpointer import EndpointConfig, Endpointer
+from voicebot.vad.turn_policy import EndOfTurnPolicy
+from voicebot.vad.turn_records import TurnPolicyConfig, TurnRule
 
-__all__ = ["CallParts", "SessionConfig", "open_call"]
+__all__ = ["SILENCE_POLICY", "CallParts", "SessionConfig", "open_call", "turn_config"]
+
+SILENCE_POLICY = TurnPolicyConfig(turn_policy=TurnRule.SILENCE, speculate=False)
+"""The endpointer's fixed silence ends turns (the default when nothing says otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,15 @@ class SessionConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     speculative_asr_ms: int = 0
     """Start the final ASR after this much silence, before the endpoint (0: off)."""
+    turn: TurnPolicyConfig = SILENCE_POLICY
+    """The end-of-turn policy of scenarios whose ``endpointing`` does not choose one
+    (``turn_policy: model`` needs an end-of-turn model among the engines)."""
+
+
+def turn_config(config: SessionConfig, scenario: Scenario) -> TurnPolicyConfig:
+    """The end-of-turn policy of ``scenario``'s calls: the server's, with the scenario's
+    ``settings.endpointing`` keys laid over it (replies are not speculated)."""
+    return config.turn.updated({**scenario.settings.turn_taking, "speculate": False})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +77,23 @@ def open_call(message: p.Start, *, scenarios: Mapping[str, Scenario], config: Se
         )
     encoding, rate_hz = AudioEncoding(message.encoding), message.sample_rate_hz
     settings = scenario.settings
-    endpointer = Endpointer(
-        config.endpoint.updated(settings.endpointing),
-        sample_rate_hz=config.asr_rate_hz,
-        window_samples=config.vad_window_samples,
-    )
+    endpoint = config.endpoint.updated(settings.endpointing)
+    turn = turn_config(config, scenario)
+    ending: TurnEnding | None = None
+    if turn.turn_policy is TurnRule.MODEL:
+        ending = TurnEnding(EndOfTurnPolicy(turn), sample_rate_hz=config.asr_rate_hz)
+        # The policy ends turns: the endpointer's own silence rule must never come first.
+        beyond_ms = ending.longest_pause_ms + 1000
+        endpoint = endpoint.updated({
+            "min_silence_ms": max(endpoint.min_silence_ms, beyond_ms),
+            "digits_min_silence_ms": max(endpoint.digits_min_silence_ms, beyond_ms)})
+    endpointer = Endpointer(endpoint, sample_rate_hz=config.asr_rate_hz,
+                            window_samples=config.vad_window_samples)
     listening = TurnTaking(
         endpointer, asr_rate_hz=config.asr_rate_hz,
         barge_in_samples=settings.barge_in_min_ms * config.asr_rate_hz // 1000,
         speculate_samples=config.speculative_asr_ms * config.asr_rate_hz // 1000,
-        domain_for=scenario.asr_domain,
+        domain_for=scenario.asr_domain, ending=ending,
     )  # fmt: skip
     replies = Replies(encoding=encoding, rate_hz=rate_hz, marks=marks,
                       frame_bytes=frame_bytes(encoding, rate_hz, config.frame_ms))

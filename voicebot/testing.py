@@ -20,6 +20,7 @@ from voicebot.commands import (
     CancelReply,
     CloseConnection,
     Command,
+    DetectTurnEnd,
     Mark,
     RecordingPause,
     ReplyStarted,
@@ -34,6 +35,7 @@ from voicebot.engines.fakes import (
     FakeSpeechDetector,
     FakeSynthesizer,
     FakeTranscriber,
+    FakeTurnDetector,
     tone,
 )
 from voicebot.jobkinds import apply_result, is_engine_job, run_job
@@ -47,6 +49,7 @@ __all__ = [
     "FakeSpeechDetector",
     "FakeSynthesizer",
     "FakeTranscriber",
+    "FakeTurnDetector",
     "SessionDriver",
     "fake_engines",
     "tone",
@@ -70,6 +73,7 @@ class SessionDriver:
         self.webhooks: list[CallWebhook] = []
         self.replies: list[ReplyStarted] = []
         self.speculations: list[int] = []
+        self.turn_requests: list[DetectTurnEnd] = []
         self.barge_ins: list[int] = []
         self.barged: list[BargedIn] = []
         self.marks: list[Mark] = []
@@ -118,6 +122,8 @@ class SessionDriver:
         if is_engine_job(c):
             if isinstance(c, SpeculateTranscription):
                 self.speculations.append(c.utterance)
+            if isinstance(c, DetectTurnEnd):
+                self.turn_requests.append(c)
             return apply_result(self.session, c, run_job(self.jobs, c))
         handler = self._handlers.get(type(c))
         if handler is not None:
@@ -144,7 +150,9 @@ class SessionDriver:
 
 
 def fake_engines(*transcripts: str) -> tuple[EngineSet, FakeTranscriber]:
-    """Fake engines; the transcriber answers ``transcripts`` in order."""
+    """Fake engines; the transcriber answers ``transcripts`` in order; the end-of-turn
+    model judges every turn complete (``engines.turn.script(...)`` says otherwise)."""
     asr = FakeTranscriber(transcripts)
-    engines = EngineSet(FakeSpeechDetector(), asr, FakeIntentClassifier(), FakeSynthesizer())
+    engines = EngineSet(FakeSpeechDetector(), asr, FakeIntentClassifier(), FakeSynthesizer(),
+                        turn=FakeTurnDetector())
     return engines, asr

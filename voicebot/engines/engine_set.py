@@ -12,6 +12,7 @@ from voicebot.dialog.engine import DEFAULT_REPROMPT
 from voicebot.dialog.scenario import Scenario
 from voicebot.engines.base import IntentClassifier, SpeechDetector, Synthesizer, Transcriber
 from voicebot.engines.prompt_cache import CachingSynthesizer, static_prompt_sentences
+from voicebot.turn.detector import TurnDetector
 
 __all__ = ["EngineSet"]
 
@@ -27,6 +28,8 @@ class EngineSet:
     transcriber: Transcriber
     classifier: IntentClassifier
     synthesizer: Synthesizer
+    turn: TurnDetector | None = None
+    """The end-of-turn model (None: none configured; ``turn_policy: model`` needs one)."""
 
     def prepare(self, scenario: Scenario) -> None:
         """Scenario load: bias the ASR (one domain per listening context), train the NLU,
@@ -58,3 +61,7 @@ class EngineSet:
         asr.feed(speech)
         asr.finish()
         self.classifier.classify(phrase, domain=domain)
+        if self.turn is not None and len(speech):
+            if self.turn.sample_rate_hz != rate:
+                speech = resample(speech, in_rate_hz=rate, out_rate_hz=self.turn.sample_rate_hz)
+            self.turn.predict(speech)

@@ -145,7 +145,7 @@ _FACTORIES: dict[str, dict[str, Callable[[EngineOptions], Any]]] = {
     "turn": {"smart-turn": _smart_turn, "fake": _fake("turn")},
 }
 _SET_KINDS = ("vad", "asr", "nlu", "tts")
-"""The kinds an :class:`EngineSet` holds; ``turn`` (end-of-turn model) is built on its own."""
+"""The kinds every :class:`EngineSet` holds; ``turn`` (the end-of-turn model) only when named."""
 
 ENGINE_NAMES: Mapping[str, tuple[str, ...]] = {k: tuple(v) for k, v in _FACTORIES.items()}
 """Engine names per kind, for configuration validation and ``--help``."""
@@ -174,8 +174,9 @@ def build_engine_set(
     prompt_cache_dir: Path | None = None,
     prompt_cache_bytes: int = 64 * 1024 * 1024,
 ) -> EngineSet:
-    """Build the four engines named in ``names`` (kind → engine name); vad ``none``
-    builds no detector (a cell's set: the front process runs the VAD).
+    """Build the four engines named in ``names`` (kind → engine name), and the
+    end-of-turn model where ``names`` has a ``turn``; vad ``none`` builds no detector
+    (a cell's set: the front process runs the VAD).
 
     The synthesizer is wrapped in a prompt cache (memory, plus disk under
     ``prompt_cache_dir`` when given): a scenario's static prompts are
@@ -191,9 +192,11 @@ def build_engine_set(
     synthesizer = CachingSynthesizer(
         built["tts"], cache_dir=prompt_cache_dir, max_memory_bytes=prompt_cache_bytes
     )
+    turn = names.get("turn")
     return EngineSet(
         detector=built["vad"],
         transcriber=built["asr"],
         classifier=built["nlu"],
         synthesizer=synthesizer,
+        turn=build_engine("turn", turn, options["turn"]) if turn else None,
     )
