@@ -7,10 +7,11 @@ engine options, so the table cannot disagree with itself).  A configuration file
 ``engines:`` section overrides pieces of the chosen stack (:meth:`EngineConfig.merged`).
 
 * ``lite``: pocketsphinx + espeak-ng; offline, nothing to download.
-* ``default``: REAL Whisper tiny.en int8 + REAL Piper en_US-joe-medium; Smart Turn v3.2
-  loaded for ``turn_policy: model`` (opt-in: the silence rule stays the default).
-* ``reference``: REAL Whisper base (multilingual, English forced) + the same voice and
-  the same end-of-turn model.
+* ``default``: REAL Whisper tiny.en int8 + REAL Piper en_US-joe-medium.
+* ``reference``: REAL Whisper base (multilingual, English forced) + the same voice.
+
+No stack loads an end-of-turn model yet: ``turn_policy: model`` is opt-in, with
+``engines: {turn: smart-turn}`` in the config file (Smart Turn v3.2, MEASURED_TURN).
 
 Synthetic models (``model: synthetic:whisper-base``, random weights) are in no stack:
 they are chosen by that explicit name only, and labelled synthetic wherever they show.
@@ -150,14 +151,13 @@ class Stack:
 
 
 def _whisper_stack(name: str, model: str, description: str) -> Stack:
-    """A stack of REAL Whisper ``model`` + MiniLM + Piper joe, with the measured settings;
-    Smart Turn loaded for ``turn_policy: model``."""
+    """A stack of REAL Whisper ``model`` + MiniLM + Piper joe, with the measured settings."""
     return Stack(
         name=name,
         engines=EngineConfig(
-            vad="silero", asr="whisper", nlu="minilm", tts="piper", turn="smart-turn",
+            vad="silero", asr="whisper", nlu="minilm", tts="piper",
             options={"vad": MEASURED_VAD, "asr": {"model": model, **MEASURED_WHISPER},
-                     "tts": {"voice": "en_US-joe-medium"}, TURN: MEASURED_TURN}),
+                     "tts": {"voice": "en_US-joe-medium"}}),
         settings=MEASURED_SERVER,
         description=description,
     )

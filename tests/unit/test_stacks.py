@@ -43,10 +43,10 @@ def test_the_table() -> None:
     assert default.options["asr"]["compute_type"] == "int8"
     assert default.options["asr"]["encoder_window"] == "utterance"
     assert get_stack("default").models == ("silero-vad", "whisper-tiny.en", "en_US-joe-medium",
-                                           "smart-turn-v3.2", NLU_MODEL)
+                                           NLU_MODEL)
     assert get_stack("reference").models == ("silero-vad", "whisper-base", "en_US-joe-medium",
-                                             "smart-turn-v3.2", NLU_MODEL)
-    assert (default.turn, default.options["turn"]) == ("smart-turn", {"model": "smart-turn-v3.2"})
+                                             NLU_MODEL)
+    assert default.turn is None  # turn_policy: model is opt-in (engines: turn: smart-turn)
     assert get_stack("lite").engines.turn is None  # lite keeps the silence rule
     assert default.options["vad"] == {"model": "silero-vad"}  # Silero's release, not the bundled
     assert "vad" not in get_stack("lite").engines.options  # lite: the bundled copy
@@ -139,7 +139,6 @@ def test_missing_models_are_pulled_and_said(store: _Store, tmp_path: Path) -> No
     assert folders == {"silero-vad": tmp_path / "silero-vad",
                        "whisper-tiny.en": tmp_path / "whisper-tiny.en",
                        "en_US-joe-medium": tmp_path / "en_US-joe-medium",
-                       "smart-turn-v3.2": tmp_path / "smart-turn-v3.2",
                        NLU_MODEL: tmp_path / "minilm-l6" / "built"}
     assert said == [f"pulling whisper-tiny.en (78.1 MB) into {tmp_path / 'whisper-tiny.en'}: "
                     "official URL (Systran/faster-whisper-tiny.en@0d3d19a32d3338f10357c0889762b"
@@ -184,7 +183,7 @@ def test_models_pull_stack(store: _Store, tmp_path: Path,
     assert err.startswith("stack reference: vad model=silero-vad, asr model=whisper-base, "
                           "tts voice=en_US-joe-medium\npulling whisper-base (147.9 MB)")
     assert f"installed whisper-base in {tmp_path / 'whisper-base'}" in err
-    assert f"stack reference: 5 model(s) ready in {tmp_path}" in err
+    assert f"stack reference: 4 model(s) ready in {tmp_path}" in err
     with pytest.raises(ConfigError, match="name one model, or --stack NAME"):
         run(_args("models", "pull", "whisper-base", "--stack", "lite"), ServerConfig())
     with pytest.raises(ConfigError, match="name one model, or --stack NAME"):

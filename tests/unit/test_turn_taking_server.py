@@ -47,7 +47,7 @@ def _samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], f
 def test_the_whisper_stacks_load_smart_turn_and_every_stack_ends_turns_with_silence(
         tmp_path: Path) -> None:
     default = load_config(env={})
-    assert (default.turn_policy, default.engines.turn) == ("silence", "smart-turn")  # opt-in
+    assert (default.turn_policy, default.engines.turn) == ("silence", None)  # model: opt-in
     lite = load_config(env={"VOICEBOT_STACK": "lite"})
     assert (lite.turn_policy, lite.engines.turn) == ("silence", None)
     path = tmp_path / "voicebot.yaml"
