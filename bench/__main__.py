@@ -6,6 +6,7 @@
   python -m bench whisper-digits Whisper on recorded digit strings (its own options)
   python -m bench caller-audio   speak a scenario's phrasebook (loadtests/audio for bank_card)
   python -m bench turns          turn-taking: cut-offs and end-of-turn latency per policy
+  python -m bench nlu            intents on many-intent data: calibration, load, latency
   python -m bench synth-model    build a synthetic Whisper (random weights, real layout)
 """
 
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     from .turns_cli import register as register_turns
 
     register_turns(sub)
+    from .nlu import register as register_nlu
+
+    register_nlu(sub)
     sub.add_parser("whisper-digits", add_help=False,
                    help="Whisper on recorded digit strings: python -m bench whisper-digits -h")
     audio = sub.add_parser("caller-audio", help="speak a scenario's phrasebook and slot answers "
@@ -113,6 +117,12 @@ def _turns(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _nlu(args: argparse.Namespace) -> int:
+    from .nlu import run
+
+    return run(args)
+
+
 def _caller_audio(args: argparse.Namespace) -> int:
     from .caller_audio import build_caller_audio, check_caller_audio, default_out
     out: Path = args.out or default_out(args.scenario)
@@ -144,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(message)s")
     handlers = {"calls": _calls, "engines": _engines, "accuracy": _accuracy,
-                "caller-audio": _caller_audio, "synth-model": _synth_model, "turns": _turns}
+                "caller-audio": _caller_audio, "synth-model": _synth_model, "turns": _turns,
+                "nlu": _nlu}
     try:
         return handlers[args.command](args)
     except VoicebotError as exc:

@@ -11,6 +11,7 @@ step's outputs for its runner.
 
 from __future__ import annotations
 
+import copy
 import logging
 import string
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,9 @@ class UserInput:
     confidence: float = 0.0
     entities: Mapping[str, EntityValue] = field(default_factory=dict)
     source: Literal["speech", "dtmf", "no_input"] = "speech"
+    alternatives: tuple[tuple[str, float], ...] = ()
+    """The runner-up intents with their confidences, best first (``IntentResult.scores``
+    after the first): the clarifying question needs the second one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,7 @@ class DialogEngine:
         self._waiting: Literal["slot", "intent", "webhook"] | None = None
         self._webhook_id = 0
         self._carry: Mapping[str, EntityValue] = {}
+        self._choice: tuple[str, str] | None = None  # the two intents just asked about
 
     @property
     def listening(self) -> bool:
@@ -180,6 +185,14 @@ class DialogEngine:
 
     def start(self) -> list[DialogOutput]:
         return self._enter(self.scenario.start)
+
+    def fork(self) -> DialogEngine:
+        """A copy that can take an input without changing this one (a speculative
+        reply: what would the dialog say?).  The scenario is shared; the call's
+        mutable state (slots, values, the place in the state) is copied."""
+        twin = copy.copy(self)
+        twin.slots, twin.values = dict(self.slots), dict(self.values)
+        return twin
 
     def render(self, text: str) -> str:
         return _FORMATTER.vformat(text, (), {**self.values, **self.slots})
@@ -200,10 +213,14 @@ class DialogEngine:
                 self._pc += 1
                 return self._run()
         else:
-            target = self._accepted(user, self.state.on)
+            choice, self._choice = self._choice, None
+            target = self._chosen(user, choice) or self._accepted(user, self.state.on)
             if target is not None:
                 self._carry = user.entities
                 return self._enter(target)
+            question = self._clarify(user, choice)
+            if question is not None:
+                return question
         target = self._accepted(user, self.scenario.global_on)
         if target is not None and (spec is None or self._may_leave(spec, user)):
             self._carry = user.entities
@@ -233,6 +250,42 @@ class DialogEngine:
         if user.intent is None or user.confidence < self.scenario.settings.nlu_threshold:
             return None
         return table.get(user.intent)
+
+    def _clarify(self, user: UserInput, asked: tuple[str, str] | None) -> list[DialogOutput] | None:
+        """Ask which of the two best intents the caller meant when they are close
+        (``clarify_margin``), together confident and lead apart; not twice in a row."""
+        settings = self.scenario.settings
+        if settings.clarify_margin <= 0.0 or user.intent is None or not user.alternatives:
+            return None
+        second, p2 = user.alternatives[0]
+        p1 = user.confidence
+        if p1 - p2 >= settings.clarify_margin or p1 + p2 < settings.nlu_threshold:
+            return None
+        targets = {**self.scenario.global_on, **self.state.on}
+        first_to, second_to = targets.get(user.intent), targets.get(second)
+        if first_to is None or second_to is None or first_to == second_to:
+            return None
+        if asked is not None and set(asked) == {user.intent, second}:
+            return None
+        self._choice = (user.intent, second)
+        labels = self.scenario.intent_labels
+        text = settings.clarify_prompt.format(
+            first=labels.get(user.intent, user.intent.replace("_", " ")),
+            second=labels.get(second, second.replace("_", " ")))
+        return [Prompt(text)]
+
+    def _chosen(self, user: UserInput, asked: tuple[str, str] | None) -> str | None:
+        """The answer to a clarifying question: the more likely of the two intents asked
+        about, when it has at least half of ``nlu_threshold``."""
+        if asked is None or user.intent is None:
+            return None
+        confidence = {**dict(user.alternatives), user.intent: user.confidence}
+        pick = max(asked, key=lambda name: confidence.get(name, 0.0))
+        other = asked[1] if pick == asked[0] else asked[0]
+        p_pick, p_other = confidence.get(pick, 0.0), confidence.get(other, 0.0)
+        if p_pick <= p_other or p_pick < self.scenario.settings.nlu_threshold / 2:
+            return None
+        return {**self.scenario.global_on, **self.state.on}.get(pick)
 
     def _may_leave(self, spec: SlotSpec, user: UserInput) -> bool:
         """A global intent leaves a slot being asked for only when it is confident and
@@ -264,6 +317,7 @@ class DialogEngine:
 
     def _enter(self, name: str) -> list[DialogOutput]:
         self.state = self.scenario.states[name]
+        self._choice = None
         self._pc = 0
         self.retries = 0
         self._waiting = None

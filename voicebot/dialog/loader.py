@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from voicebot.dialog.context import ParseContext
-from voicebot.dialog.parsing import parse_intents, parse_slots, parse_state, parse_tables
+from voicebot.dialog.parsing import (
+    parse_intent_labels,
+    parse_intents,
+    parse_out_of_scope,
+    parse_slots,
+    parse_state,
+    parse_tables,
+)
 from voicebot.dialog.scenario import (
     ENDPOINT_KEYS,
     TURN_KEYS,
@@ -43,11 +50,12 @@ log = logging.getLogger(__name__)
 
 _TOP_KEYS = (
     "version", "name", "language", "description", "settings", "intents", "slots",
-    "data", "start", "global", "states",
+    "data", "start", "global", "states", "out_of_scope",
 )
 _SETTINGS_KEYS = (
     "nlu_threshold", "slot_escape_threshold", "max_retries", "barge_in_min_ms",
     "no_input_timeout_ms", "fallback_state", "endpointing", "recording",
+    "clarify_margin", "clarify_prompt",
 )
 
 
@@ -56,7 +64,7 @@ def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
     mark = ctx.mark()
     ctx.unknown_keys(node, _SETTINGS_KEYS, "settings")
     defaults = ScenarioSettings()
-    for key in ("nlu_threshold", "slot_escape_threshold"):
+    for key in ("nlu_threshold", "slot_escape_threshold", "clarify_margin"):
         value = node.get(key, 0.5)
         if not isinstance(value, int | float) or isinstance(value, bool) \
                 or not 0.0 <= value <= 1.0:
@@ -81,6 +89,8 @@ def _parse_settings(ctx: ParseContext, doc: LineDict) -> ScenarioSettings:
         endpointing=endpointing,
         turn_taking=turn_taking,
         recording=recording,
+        clarify_margin=float(node.get("clarify_margin", defaults.clarify_margin)),
+        clarify_prompt=str(node.get("clarify_prompt", defaults.clarify_prompt)),
     )
 
 
@@ -265,6 +275,8 @@ def parse_scenario(ctx: ParseContext, doc: Any) -> Scenario | None:
     intents = ctx.attempt(parse_intents, ctx, doc) if "intents" in doc else None
     slots = ctx.attempt(parse_slots, ctx, doc)
     tables = ctx.attempt(parse_tables, ctx, doc)
+    out_of_scope = ctx.attempt(parse_out_of_scope, ctx, doc)
+    labels = ctx.attempt(parse_intent_labels, ctx, doc) if "intents" in doc else None
     parsed = _Parsed(states=states or {}, slots=slots or {},
                      state_names=_names(doc, "states", optional=False) if states is not None
                      else None,
@@ -279,6 +291,7 @@ def parse_scenario(ctx: ParseContext, doc: Any) -> Scenario | None:
         name=str(doc["name"]), path=path, language=str(doc.get("language", "en-us")),
         settings=settings, intents=intents, slots=slots, tables=tables,
         start=str(doc["start"]), global_on=global_on, states=states,
+        out_of_scope=out_of_scope or (), intent_labels=labels or {},
     )
 
 

@@ -40,7 +40,9 @@ from voicebot.dialog.scenario import (
 from voicebot.dialog.yamlnodes import LineDict
 
 __all__ = [
+    "parse_intent_labels",
     "parse_intents",
+    "parse_out_of_scope",
     "parse_slots",
     "parse_state",
     "parse_tables",
@@ -67,6 +69,29 @@ def _parse_intent(ctx: ParseContext, node: LineDict, name: str, spec: Any) -> tu
     if not all(isinstance(e, str) and e.strip() for e in examples):
         raise ctx.fail(spec, "examples", f"intent '{name}' has an empty or non-text example")
     return tuple(examples)
+
+
+def parse_intent_labels(ctx: ParseContext, doc: LineDict) -> dict[str, str]:
+    """Each intent's optional ``label`` (its words in a clarifying question)."""
+    labels: dict[str, str] = {}
+    for name, spec in ctx.mapping(doc, "intents", doc.get("intents")).items():
+        if isinstance(spec, LineDict) and "label" in spec:
+            label = spec["label"]
+            if not isinstance(label, str) or not label.strip():
+                ctx.report(ctx.fail(spec, "label", f"intent '{name}': 'label' must be text"))
+            else:
+                labels[name] = label.strip()
+    return labels
+
+
+def parse_out_of_scope(ctx: ParseContext, doc: LineDict) -> tuple[str, ...]:
+    """The optional top-level ``out_of_scope`` list of phrases."""
+    node = doc.get("out_of_scope")
+    if node is None:
+        return ()
+    if not isinstance(node, list) or not all(isinstance(e, str) and e.strip() for e in node):
+        raise ctx.fail(doc, "out_of_scope", "'out_of_scope' must be a list of phrases")
+    return tuple(node)
 
 
 def parse_slots(ctx: ParseContext, doc: LineDict) -> dict[str, SlotSpec]:

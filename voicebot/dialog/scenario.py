@@ -156,6 +156,11 @@ class ScenarioSettings:
     recording: bool | None = None
     """Record this scenario's calls (True), never (False), or as the server's
     ``recordings`` setting says (None)."""
+    clarify_margin: float = 0.0
+    """Ask which one the caller meant when the two best intents' probabilities are
+    closer than this (and together reach ``nlu_threshold``); 0: never ask."""
+    clarify_prompt: str = "Sorry, did you want to {first}, or to {second}?"
+    """The question; ``{first}``/``{second}`` are the two intents' labels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +175,10 @@ class Scenario:
     start: str
     global_on: Mapping[str, str]
     states: Mapping[str, State]
+    out_of_scope: tuple[str, ...] = ()
+    """Phrases the scenario does not handle: they train the NLU's out-of-scope rejection."""
+    intent_labels: Mapping[str, str] = field(default_factory=dict)
+    """An intent's words in the clarifying question ("check your balance")."""
 
     def phrases(self) -> list[str]:
         """Every phrase a caller may say here: intent examples plus answers to slots."""

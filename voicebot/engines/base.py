@@ -109,7 +109,11 @@ class Transcriber(Protocol):
 class IntentClassifier(Protocol):
     """Few-shot intent classifier, trained from a scenario's examples."""
 
-    def train(self, *, domain: str, examples: Mapping[str, Sequence[str]]) -> None: ...
+    def train(self, *, domain: str, examples: Mapping[str, Sequence[str]],
+              out_of_scope: Sequence[str] = ()) -> None:
+        """Learn ``domain``'s intents from ``examples``; ``out_of_scope``: phrases the
+        scenario does not handle (an adapter may use them to reject such turns)."""
+        ...
 
     def classify(self, text: str, *, domain: str) -> IntentResult: ...
 

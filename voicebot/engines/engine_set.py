@@ -36,7 +36,8 @@ class EngineSet:
         and pre-synthesize the scenario's static prompts when the TTS has a prompt cache."""
         for name, phrases in scenario.asr_domains().items():
             self.transcriber.prepare_domain(name=name, phrases=phrases)
-        self.classifier.train(domain=scenario.name, examples=scenario.intents)
+        self.classifier.train(domain=scenario.name, examples=scenario.intents,
+                              out_of_scope=scenario.out_of_scope)
         if isinstance(self.synthesizer, CachingSynthesizer):
             texts = [*static_prompt_sentences(scenario), DEFAULT_REPROMPT]
             made = self.synthesizer.warm(texts)

@@ -141,7 +141,8 @@ class FakeIntentClassifier:
     def __init__(self) -> None:
         self._domains: dict[str, dict[str, list[set[str]]]] = {}
 
-    def train(self, *, domain: str, examples: Mapping[str, Sequence[str]]) -> None:
+    def train(self, *, domain: str, examples: Mapping[str, Sequence[str]],
+              out_of_scope: Sequence[str] = ()) -> None:
         if not examples or not all(any(e.strip() for e in p) for p in examples.values()):
             raise ValueError(f"domain {domain!r}: no intents, or an intent with no examples")
         self._domains[domain] = {

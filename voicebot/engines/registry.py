@@ -100,10 +100,12 @@ def _piper(o: EngineOptions) -> Any:
 def _minilm(o: EngineOptions) -> Any:
     from voicebot.nlu.classifier import EmbeddingIntentClassifier
     from voicebot.nlu.embedder import MiniLmEmbedder
+    from voicebot.nlu.embedding_cache import EmbeddingCache
 
     quantized = bool(o.options.get("quantized", True))
     embedder = MiniLmEmbedder.from_cache(o.models_dir, quantized=quantized, threads=o.threads)
-    return EmbeddingIntentClassifier(embedder=embedder)
+    cache = EmbeddingCache(o.models_dir / "nlu-embeddings.sqlite3", model_key=embedder.cache_key)
+    return EmbeddingIntentClassifier(embedder=embedder, cache=cache)
 
 
 def _espeak(o: EngineOptions) -> Any:

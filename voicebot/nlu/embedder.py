@@ -37,7 +37,8 @@ MAX_TOKENS = 128
 class MiniLmEmbedder:
     """Sentence embeddings (float32, L2-normalized, 384-d) from an ONNX MiniLM."""
 
-    def __init__(self, *, model_path: Path, tokenizer_path: Path, threads: int = 1) -> None:
+    def __init__(self, *, model_path: Path, tokenizer_path: Path, threads: int = 1,
+                 memory_arena: bool = False) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         try:
@@ -50,7 +51,8 @@ class MiniLmEmbedder:
             tokenizer.no_padding()  # padded here, to the longest text of a batch
         except Exception as exc:  # tokenizers raises its own types
             raise EngineError(f"cannot load the MiniLM embedder {model_path}: {exc}") from exc
-        session = open_session(Path(model_path), threads=threads, what="MiniLM embedder")
+        session = open_session(Path(model_path), threads=threads, what="MiniLM embedder",
+                               memory_arena=memory_arena)
         self._tokenizer = tokenizer
         self._session = session
         self._model_path = Path(model_path)
@@ -82,6 +84,11 @@ class MiniLmEmbedder:
     @property
     def model_path(self) -> Path:
         return self._model_path
+
+    @property
+    def cache_key(self) -> str:
+        """Names the model's content (its cache folder is keyed by the weights' hash)."""
+        return f"{self._model_path.parent.name}/{self._model_path.name}"
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embeddings of ``texts``: float32 ``[len(texts), 384]``, rows of unit norm."""
