@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--slo-p95-ms", type=float, default=None,
                        help="a cell whose recent p95 turn latency exceeds this takes no new "
                             "call (default 1500)")
+    serve.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                       help="where the ASR and TTS run (default cpu; env VOICEBOT_DEVICE); "
+                            "cuda: a GPU worker batches them across calls, and the server "
+                            "refuses to start when CUDA is not usable (no fall-back to CPU)")
+    serve.add_argument("--dialogs-per-gpu", type=int, default=None,
+                       help="live dialogs the GPU takes with --device cuda (default 16)")
 
     call = sub.add_parser("call", help="place a test call and print one JSON line per turn")
     call.add_argument("--url", default="ws://127.0.0.1:8765")
@@ -139,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host, "port": args.port, "log_level": args.log_level, "cpus": args.cpus,
         "dialogs_per_core": args.dialogs_per_core, "slo_p95_ms": args.slo_p95_ms,
         "stack": args.stack, "pull_models": False if args.no_pull else None,
+        "device": args.device, "dialogs_per_gpu": args.dialogs_per_gpu,
     })
     _configure_logging(config.log_level, config.log_format)
     detected = detect_cpus()  # before pinning: the affinity the process was given

@@ -121,6 +121,8 @@ async def run_server(app: App, *, started: asyncio.Future[Server] | None = None)
                 await stop
             finally:
                 await _drain(app)
+    if app.gpu is not None:  # its held jobs answered, its thread joined
+        await app.gpu.close()
     if app.pool is not None:
         app.pool.stop()
     app.executor.shutdown(wait=False, cancel_futures=True)

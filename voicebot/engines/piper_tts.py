@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.engines.base import Pcm
+from voicebot.engines.devices import Device, ort_providers
 from voicebot.errors import ConfigError, EngineError, EngineUnavailableError
 from voicebot.ort_session import open_session
 
@@ -103,9 +104,12 @@ def _load_config(path: Path) -> tuple[Any, dict[str, Any], bytes]:
     return config, raw, raw_bytes
 
 
-def _session(voice_path: Path, *, threads: int) -> Any:
-    """An fp32 CPU onnxruntime session: ``threads`` intra-op, sequential, no spinning."""
-    return open_session(voice_path, threads=threads, what="Piper voice")
+def _session(voice_path: Path, *, threads: int, device: Device = "cpu",
+             device_index: int = 0) -> Any:
+    """An fp32 onnxruntime session: ``threads`` intra-op, sequential, no spinning; on
+    ``device`` (``cuda``: ONNX Runtime's CUDA provider, from ``voicebot[gpu]``)."""
+    return open_session(voice_path, threads=threads, what="Piper voice",
+                        providers=ort_providers(device, device_index=device_index))
 
 
 class PiperSynthesizer:
@@ -118,6 +122,8 @@ class PiperSynthesizer:
     output is scaled to int16 and clipped; ``normalize=True`` first scales each
     sentence to full peak, as ``piper`` does by default (useful to make the
     near-silent noise of synthetic voices audible to an energy VAD).
+    ``device: cuda`` runs the model on ONNX Runtime's CUDA provider (the GPU worker;
+    Piper's VITS takes one utterance per run, so a batch is run back to back).
     """
 
     def __init__(
@@ -131,6 +137,8 @@ class PiperSynthesizer:
         noise_scale: float | None = None,
         noise_w: float | None = None,
         normalize: bool = False,
+        device: Device = "cpu",
+        device_index: int = 0,
     ) -> None:
         if threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
@@ -161,7 +169,9 @@ class PiperSynthesizer:
         self._threads = threads
         self._voice_path = voice_path
 
-        self._session = _session(voice_path, threads=threads)
+        self._session = _session(voice_path, threads=threads, device=device,
+                                 device_index=device_index)
+        self._device = device
         inputs = {i.name for i in self._session.get_inputs()}
         missing = {"input", "input_lengths", "scales"} - inputs
         if missing:
@@ -201,6 +211,10 @@ class PiperSynthesizer:
     def synthetic(self) -> bool:
         """True for voices whose config is marked ``"synthetic"`` (random weights, noise)."""
         return self._synthetic
+
+    @property
+    def device(self) -> Device:
+        return self._device
 
     @property
     def threads(self) -> int:
