@@ -7,7 +7,8 @@ is documented in ``docs/protocol.md``.
 
 Client → server: ``start`` (first message), ``dtmf``, ``stop``; binary audio.
 Server → client: ``ready``, ``transcript``, ``intent``, ``speech_start``,
-``speech_end``, ``clear``, ``transfer``, ``hangup``, ``error``; binary audio.
+``speech_end``, ``clear``, ``transfer``, ``hangup``, ``error``; binary audio; and
+the events a client opts into with ``start``'s ``events`` (:mod:`voicebot.protocol_turn`).
 
 Decoding raises :class:`ProtocolError` and nothing else, whatever the text (JSON
 goes through :func:`voicebot.jsonsafe.load_json`); :func:`close_reason` makes any
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from voicebot.errors import ProtocolError, UnsupportedAudioError
 from voicebot.jsonsafe import has_lone_surrogate, load_json, replace_unsafe_chars, shown
+from voicebot.protocol_turn import TurnEvent, parse_event_names
 from voicebot.types import EntityValue
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "Stop",
     "TranscriptEvent",
     "Transfer",
+    "TurnEvent",
     "close_reason",
     "decode_client_message",
     "decode_server_event",
@@ -109,6 +112,7 @@ class Start:
     scenario: str | None = None
     version: int = PROTOCOL_VERSION
     metadata: Mapping[str, str] = field(default_factory=dict)
+    events: tuple[str, ...] = ()  # opt-in server events (voicebot.protocol_turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,7 @@ def _parse_start(obj: Mapping[str, Any]) -> Start:
         scenario=scenario,
         version=version,
         metadata=dict(metadata),
+        events=parse_event_names(obj.get("events", [])),
     )
 
 
@@ -219,7 +224,8 @@ def decode_client_message(text: str) -> ClientMessage:
 
 def encode_client_message(message: ClientMessage) -> str:
     """Serialize a client control message to its JSON text frame."""
-    return json.dumps({"type": message.type, **asdict(message)}, separators=(",", ":"))
+    body = {k: v for k, v in asdict(message).items() if k != "events" or v}  # 1.0 if unused
+    return json.dumps({"type": message.type, **body}, separators=(",", ":"))
 
 
 # --------------------------------------------------------------------- server events
@@ -313,6 +319,7 @@ ServerEvent: TypeAlias = (
     | Transfer
     | Hangup
     | ErrorEvent
+    | TurnEvent
 )
 
 _SERVER_TYPES: dict[str, type[ServerEvent]] = {
@@ -327,6 +334,7 @@ _SERVER_TYPES: dict[str, type[ServerEvent]] = {
         Transfer,
         Hangup,
         ErrorEvent,
+        TurnEvent,
     )
 }
 

@@ -91,7 +91,8 @@ def test_the_wheel_holds_two_packages_and_the_data(wheel: Path) -> None:
     data = {"voicebot_server/models/manifest.yaml", "voicebot/py.typed",
             *(f"voicebot_server/scenarios/{p.name}" for p in (REPO / "scenarios").glob("*.yaml")),
             *(f"voicebot_server/configs/{p.name}"
-              for p in (REPO / "server" / "configs").glob("*.yaml"))}
+              for p in (REPO / "server" / "configs").glob("*.yaml")),
+            *(f"voicebot_server/demo/{p.name}" for p in (REPO / "server" / "demo").iterdir())}
     assert data <= names
     assert not [n for n in names if "/cache/" in n or n.endswith((".onnx", ".bin"))]
     assert f"{info}/licenses/LICENSE" in names
