@@ -28,7 +28,7 @@ DENSITY_LEVELS ?=
 	soak clean
 .PHONY: models
 .PHONY: bench-accuracy
-.PHONY: deploy-tools k8s-rules scale-test test-models bench-turns
+.PHONY: deploy-tools k8s-rules scale-test test-models bench-turns bench-nlu gpu-check
 
 $(STAMP): pyproject.toml
 	@echo "==> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -50,10 +50,12 @@ models: $(STAMP)
 	$(VENV)/bin/voicebot models pull --stack $(STACK)
 
 ## make serve: set up, pull STACK's models (default: the `default` stack, real Whisper
-## tiny.en + Piper joe), build the NLU model once, then serve ws://HOST:PORT.
+## tiny.en + Piper joe), build the NLU model once, then serve ws://HOST:PORT with the
+## development config (server/configs/dev.yaml: the browser softphone at /demo).
 serve: models
-	@echo "==> serving the $(STACK) stack on ws://$(HOST):$(PORT)"
-	$(VENV)/bin/voicebot serve --stack $(STACK) --host $(HOST) --port $(PORT)
+	@echo "==> serving the $(STACK) stack on ws://$(HOST):$(PORT); softphone: http://$(HOST):$(PORT)/demo"
+	$(VENV)/bin/voicebot serve --config server/configs/dev.yaml --stack $(STACK) \
+		--host $(HOST) --port $(PORT)
 
 ## make test: set up (venv, the default stack's models: the engine contract tests run the real
 ## adapters; the dashboard type checker), lint (ruff, import contracts), type-check, run
@@ -117,6 +119,18 @@ bench-calls: $(STAMP)
 ## make bench-engines: every engine pinned to one core, one thread; docs/benchmarks/engines.md
 bench-engines: $(STAMP)
 	$(PY) -m bench engines --cpu $(CLIENT_CPU)
+
+## make bench-nlu: intents on many-intent data: 10-shot / all-data accuracy, coverage,
+## out-of-scope rejection, load time / RSS / classify latency per worker pinned to
+## SERVER_CPU; docs/benchmarks/nlu.md (BENCH_ARGS: --clinc-json F, --banking77-dir D).
+bench-nlu: models
+	$(PY) -m bench nlu --cpu $(SERVER_CPU) $(BENCH_ARGS)
+
+## make gpu-check: the GPU backend on an NVIDIA GPU (under 8 min): installs the [gpu] extra,
+## runs the GPU tests, engine speed on the GPU against one CPU core, a short density sweep;
+## writes docs/benchmarks/gpu.md. Without a GPU it stops at once and says so.
+gpu-check: $(STAMP)
+	$(PY) -m bench.gpu_check
 
 ## make bench-accuracy: accuracy on REAL human speech (Debian's Asterisk prompts and
 ## pocketsphinx-testdata, apt-installed here if missing): WER per stack, card numbers and

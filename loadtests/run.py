@@ -61,6 +61,12 @@ STACKS: dict[str, dict[str, Any]] = {
         "sweep": (60.0, 20.0, 48), "levels": (1, 4, 8, 12, 16, 20, 24, 28, 32),
         "models": "real: Whisper tiny.en int8 (CTranslate2) + MiniLM-L6 int8 ONNX + Piper "
                   "en_US-joe-medium; Silero VAD v6; speculative ASR 200 ms"},
+    "default-turns-model": {
+        "serve": ["--config", "server/configs/turns-model.yaml"], "encoder_window": "utterance",
+        "sweep": (60.0, 20.0, 48), "levels": (1, 4, 8, 12, 16, 20, 24, 28, 32),
+        "models": "real: Whisper tiny.en int8 (CTranslate2) + MiniLM-L6 int8 ONNX + Piper "
+                  "en_US-joe-medium; Silero VAD v6; Smart Turn v3.2 + dialog expectations "
+                  "(short pause 100 ms), speculative ASR and replies at 100 ms"},
     "reference": {
         "serve": ["--config", "server/configs/reference.yaml"], "encoder_window": "utterance",
         "sweep": (60.0, 20.0, 32), "levels": (1, 2, 4, 6, 8, 10, 12, 16),

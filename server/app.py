@@ -49,7 +49,17 @@ from .call_services import CallServices, call_record_response
 from .cell_worker import CellSpec
 from .cells import CellFailed, CellPool
 from .config import ServerConfig
+from .demo import demo_response, is_demo_path
+from .devices import check_devices
 from .gate import Gate, peer
+from .gpu_setup import (
+    GpuBackend,
+    GpuOverrides,
+    cpu_engine_names,
+    cpu_engine_options,
+    load_gpu_backend,
+    make_admission,
+)
 from .limits import CallLimits
 from .logsafe import call_id_var
 from .metrics import Metrics
@@ -94,6 +104,8 @@ class App:
     gate: Gate = field(init=False)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the last live call ends (what a drain waits for)."""
+    gpu: GpuBackend | None = None
+    """The GPU worker serving the ASR / TTS lanes (``device: cuda``; server/gpu_setup.py)."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.config, self.admission, self.metrics,
@@ -102,6 +114,9 @@ class App:
 
     async def process_request(self, connection: ServerConnection,
                               request: Request) -> Response | None:
+        if is_demo_path(request.path):  # the browser softphone (demo: true), server/demo.py
+            return await demo_response(request, self.config, tuple(self.scenarios),
+                                       peer_ip=peer(connection))
         if request.path.startswith("/calls/"):  # a record: the /metrics rule (Gate.admin)
             refused = self.gate.admin(connection, request, "/calls")
             return refused or await call_record_response(
@@ -143,6 +158,12 @@ class App:
                 self.idle.clear()
 
     def _runner(self, dialog: str, reserved: str) -> tuple[JobRunner, str]:
+        runner, cell = self._cpu_runner(dialog, reserved)
+        if self.gpu is not None:  # its ASR / TTS lanes on the GPU, side by side
+            return self.gpu.runner(dialog, runner, job_timeout_s=self.config.job_timeout_s), cell
+        return runner, cell
+
+    def _cpu_runner(self, dialog: str, reserved: str) -> tuple[JobRunner, str]:
         if self.pool is not None:
             cell = self.pool.place(dialog, int(reserved))
             return CellRunner(cell, dialog), str(cell.index)
@@ -269,7 +290,7 @@ class App:
         self.metrics.engine_rtf.labels(engine=engine).observe(rtf)
 
 
-def load_app(config: ServerConfig) -> App:
+def load_app(config: ServerConfig, *, gpu_overrides: GpuOverrides | None = None) -> App:
     """Load scenarios; install the engines' models (pulled if missing and ``pull_models``,
     each step logged); then either describe the cells (``cells: true``: each loads its
     own engines when the server starts) or load the engines in process; warm up."""
@@ -283,6 +304,8 @@ def load_app(config: ServerConfig) -> App:
     scenarios = load_scenarios(paths)
     if config.default_scenario not in scenarios:
         raise ConfigError(f"default scenario {config.default_scenario!r} is not loaded")
+    # device cuda without a usable GPU: refuse now, before any pull (gpu_overrides: tests)
+    check_devices(config, probes=None if gpu_overrides is None else gpu_overrides.probes)
     ensure_models(config.engines, models_dir=config.models_dir, manifest=config.manifest,
                   say=log.info, pull_missing=config.pull_models, stack=config.stack)
     options = {
@@ -300,8 +323,9 @@ def load_app(config: ServerConfig) -> App:
     if config.cells:
         detector = build_engine("vad", config.engines.vad, options["vad"])
         specs = [
-            CellSpec(index=i, cpu=cpu, engine_names=config.engines.all_names(),
-                     engine_options=options, scenario_paths=tuple(paths),
+            CellSpec(index=i, cpu=cpu, engine_names=cpu_engine_names(config),
+                     engine_options=cpu_engine_options(config, options),
+                     scenario_paths=tuple(paths),
                      default_scenario=config.default_scenario, prompt_cache_dir=cache_dir,
                      log_level=config.log_level)
             for i, cpu in enumerate(config.cpus)
@@ -310,7 +334,7 @@ def load_app(config: ServerConfig) -> App:
                         heartbeat_timeout_s=config.heartbeat_timeout_s,
                         job_timeout_s=config.job_timeout_s, stuck_job_s=config.stuck_job_s)
     else:
-        engines = build_engine_set(config.engines.all_names(), options,
+        engines = build_engine_set(cpu_engine_names(config), cpu_engine_options(config, options),
                                    prompt_cache_dir=cache_dir)
         for scenario in scenarios.values():
             engines.prepare(scenario)
@@ -326,16 +350,18 @@ def load_app(config: ServerConfig) -> App:
         f"in {len(config.cpus)} cells" if pool else "in process",
         time.perf_counter() - started, ", ".join(sorted(scenarios)),
     )
-    admission = Admission(AdmissionConfig(
+    admission = make_admission(config, AdmissionConfig(
         dialogs_per_core=config.dialogs_per_core, cores=len(config.cpus),
         slo_p95_ms=config.slo_p95_ms,
     ))
+    gpu = load_gpu_backend(config, scenarios.values(), options, prompt_cache_dir=cache_dir,
+                           overrides=gpu_overrides)
     limits = CallLimits(first_message_timeout_s=config.first_message_timeout_s,
                         no_audio_timeout_s=config.no_audio_timeout_s,
                         max_audio_ahead_ms=config.max_audio_ahead_ms)
     webhooks = WebhookClient(policy=config.webhooks.policy, headers=config.webhooks.headers)
     return App(config, detector, engines, pool, scenarios, executor, session_config, admission,
-               webhooks, limits=limits)
+               webhooks, limits=limits, gpu=gpu)
 
 
 def _has_type(text: str) -> bool:

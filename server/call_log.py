@@ -189,6 +189,11 @@ class CallLog:
         if self._counters is not None:
             self._counters.turns.speculation(result)
 
+    def reply_speculation(self, result: str) -> None:
+        """A speculative reply was ``started``, ``used`` or ``discarded``."""
+        if self._counters is not None:
+            self._counters.turns.reply_speculation(result)
+
     def barged_in(self, command: BargedIn) -> None:
         turn_log.info("call=%s barge_in reply=%d heard_sentences=%d heard_ms=%d unheard=%r "
                       "record=%s", self._shown_id, command.reply, command.heard_sentences,

@@ -32,8 +32,8 @@ from .paths import (
 )
 from .stacks import DEFAULT_STACK, EngineConfig, get_stack
 
-__all__ = ["REPO_ROOT", "EngineConfig", "ServerConfig", "load_config", "parse_cpus",
-           "without_auth"]
+__all__ = ["REPO_ROOT", "TURN_TAKING_KEYS", "EngineConfig", "ServerConfig", "load_config",
+           "parse_cpus", "without_auth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +57,14 @@ class ServerConfig:
     slo_p95_ms: float = 1500.0
     drain_timeout_s: float = 30.0
     speculative_asr_ms: int = 0
+    speculative_replies: bool = False  # with speculative ASR: NLU + first sentence ahead
     turn_policy: str = "silence"
     """How a caller's turn ends in scenarios whose ``endpointing`` does not say: ``silence``
     (the endpointer's fixed pause) or ``model`` (the end-of-turn policy; it needs
     ``engines: turn``, an end-of-turn model: checked at start, server/turn_setup.py)."""
+    turn_taking: Mapping[str, float] = field(default_factory=dict)
+    """Server-wide values of the end-of-turn policy's keys (:data:`TURN_TAKING_KEYS`) for
+    scenarios whose ``endpointing`` does not set them (checked in server/turn_setup.py)."""
     log_level: str = "INFO"
     stack: str = DEFAULT_STACK
     """The named stack (server/stacks.py) ``engines`` started from."""
@@ -108,11 +112,27 @@ class ServerConfig:
     headers; the scenario's webhook actions and the end-of-call webhook."""
     call_webhook: CallWebhookConfig | None = None
     """POST each call's record (masked) here when the call ends, signed, with retries."""
+    # The GPU backend (server/devices.py, README "GPU backend").
+    device: str = "cpu"
+    """``cpu`` or ``cuda``: where the ASR and the TTS run (cuda: the GPU worker, batched
+    across calls); VAD, NLU and the turn model stay on CPU unless ``devices`` says."""
+    devices: Mapping[str, str] = field(default_factory=dict)
+    """Per engine kind, overriding ``device`` (e.g. ``{asr: cuda, tts: cpu}``)."""
+    gpu_device: int = 0
+    """The CUDA device index this server drives (one GPU per server process)."""
+    dialogs_per_gpu: int = 16
+    """Live dialogs the GPU takes (with the same latency rule as a cell); then 503."""
+    gpu_max_batch: int = 8
+    """Most requests of one kind in one GPU batch."""
+    demo: bool = False
+    """Serve the browser softphone at ``/demo`` on the call port (server/demo.py); the
+    development config ``server/configs/dev.yaml`` (``make serve``) turns it on."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is out of range 0..65535")
-        for name in ("worker_threads", "engine_threads", "max_message_bytes", "dialogs_per_core"):
+        for name in ("worker_threads", "engine_threads", "max_message_bytes", "dialogs_per_core",
+                     "dialogs_per_gpu", "gpu_max_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         available = os.sched_getaffinity(0)
@@ -131,6 +151,13 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be positive")
         if self.admin_port is not None and not 0 <= self.admin_port <= 65535:
             raise ConfigError(f"admin_port {self.admin_port} is out of range 0..65535")
+        if self.device not in ("cpu", "cuda") or not set(self.devices.values()) <= {"cpu",
+                                                                                   "cuda"}:
+            raise ConfigError(f"device must be cpu or cuda (device {self.device!r}, devices "
+                              f"{dict(self.devices)})")
+        if not set(self.devices) <= {"vad", "asr", "nlu", "tts", "turn"}:
+            raise ConfigError(f"devices: unknown engine kind(s) {sorted(self.devices)} "
+                              "(known: vad, asr, nlu, tts, turn)")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
         if not self.records_retention_days >= 0:
@@ -146,7 +173,7 @@ class ServerConfig:
 _PATHS = ("scenarios_dir", "models_dir", "manifest", "tls_cert_file", "tls_key_file", "data_dir",
           "recordings_dir")
 _INTS = ("port", "worker_threads", "engine_threads", "max_message_bytes", "dialogs_per_core",
-         "speculative_asr_ms", "admin_port")
+         "speculative_asr_ms", "admin_port", "gpu_device", "dialogs_per_gpu", "gpu_max_batch")
 _FLOATS = ("slo_p95_ms", "drain_timeout_s", "handshake_timeout_s", "first_message_timeout_s",
            "no_audio_timeout_s", "max_audio_ahead_ms", "heartbeat_interval_s",
            "heartbeat_timeout_s", "job_timeout_s", "stuck_job_s", "records_retention_days")
@@ -176,6 +203,18 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
         return path if path.is_absolute() else base / path
     if key == "cpus":
         return parse_cpus(value)
+    if key == "turn_taking":
+        if not isinstance(value, Mapping) or not set(value) <= set(TURN_TAKING_KEYS):
+            raise ConfigError(f"turn_taking takes {', '.join(TURN_TAKING_KEYS)}: "
+                              f"a mapping of numbers, not {value!r}")
+        try:
+            return {str(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"turn_taking values must be numbers, not {value!r}") from exc
+    if key == "devices":
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"devices must map an engine kind to cpu or cuda, not {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
     if key in _FLOATS:
         try:
             return float(value)
@@ -193,7 +232,8 @@ def _coerce(key: str, value: Any, base: Path) -> Any:
     return str(value)
 
 
-_BOOLS = ("cells", "pull_models", "recordings")
+_BOOLS = ("cells", "pull_models", "recordings", "demo", "speculative_replies")
+TURN_TAKING_KEYS = ("short_pause_ms", "max_silence_ms", "digits_max_silence_ms", "turn_threshold")
 _MODEL_KEYS = ("model", "voice", "model_path")
 
 
@@ -258,8 +298,8 @@ def load_config(
 
     Environment: ``VOICEBOT_HOST``, ``VOICEBOT_PORT``, ``VOICEBOT_STACK``,
     ``VOICEBOT_MODELS_DIR``, ``VOICEBOT_LOG_LEVEL``, ``VOICEBOT_ADMIN_PORT``,
-    ``VOICEBOT_AUTH=none``, ``VOICEBOT_RECORDS``, ``VOICEBOT_DATA_DIR``; the secrets of
-    the ``auth:`` section are read from the variables (or files) it names.
+    ``VOICEBOT_AUTH=none``, ``VOICEBOT_RECORDS``, ``VOICEBOT_DATA_DIR``, ``VOICEBOT_DEVICE``;
+    the secrets of the ``auth:`` section are read from the variables (or files) it names.
     """
     env = os.environ if env is None else env
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -289,6 +329,7 @@ def load_config(
             ("auth", "VOICEBOT_AUTH"),
             ("records", "VOICEBOT_RECORDS"),
             ("data_dir", "VOICEBOT_DATA_DIR"),
+            ("device", "VOICEBOT_DEVICE"),
         )
         if env.get(var)
     }

@@ -235,10 +235,15 @@ class TurnCounters:
         self.speculations = Counter(
             "voicebot_speculations", "Speculative transcriptions: started, used (the final "
             "transcript), discarded (the caller went on)", ["result"], registry=r)
+        self.replies_ahead = Counter(
+            "voicebot_reply_speculations", "Speculative replies (NLU, dialog step and first "
+            "sentence made in a pause, held): started, used (the turn ended on their "
+            "transcript), discarded (the caller went on; CPU only)", ["result"], registry=r)
         for rule in END_RULES:
             self.ends.labels(rule=rule)
         for result in SPECULATION_RESULTS:
             self.speculations.labels(result=result)
+            self.replies_ahead.labels(result=result)
 
     def ended(self, rule: str) -> None:
         if rule in END_RULES:
@@ -250,3 +255,7 @@ class TurnCounters:
     def speculation(self, result: str) -> None:
         if result in SPECULATION_RESULTS:
             self.speculations.labels(result=result).inc()
+
+    def reply_speculation(self, result: str) -> None:
+        if result in SPECULATION_RESULTS:
+            self.replies_ahead.labels(result=result).inc()

@@ -36,6 +36,7 @@ from voicebot.commands import (
     FinishTranscription,
     Mark,
     RecordingPause,
+    ReplyAhead,
     ReplyStarted,
     SendAudio,
     SendEvent,
@@ -49,6 +50,7 @@ from .cells import CellFailed
 from .limits import AudioClock, CallLimits
 from .runners import JobDropped, JobRunner, VadRunner
 from .transports import NativeTransport, Transport
+from .turn_events import turn_events
 from .turn_timings import TurnObserver, TurnTimings
 from .webhook import WebhookClient
 
@@ -149,6 +151,7 @@ class CallRuntime:
             BargedIn: self._barged_in,
             RecordingPause: self._recording_pause,
             CallEnded: self._call_ended,
+            ReplyAhead: self._reply_ahead,
         }
 
     async def run(self, first: str | bytes | None = None) -> None:
@@ -344,6 +347,9 @@ class CallRuntime:
     async def _call_ended(self, command: CallEnded) -> None:
         self._log.ended(command)
 
+    async def _reply_ahead(self, command: ReplyAhead) -> None:
+        self._log.reply_speculation("used" if command.used else "discarded")
+
     async def _reply_started(self, command: ReplyStarted) -> None:
         latency_ms = (self._loop.time() - self._input_end) * 1000
         parts = self._timings.take(max(lane.max_wait_ms for lane in self._lanes.values()))
@@ -354,4 +360,7 @@ class CallRuntime:
                                 parts_ms=parts)
         self._log.reply_started(command, at_ms=self._session.now_ms, latency_ms=latency_ms,
                                 parts_ms=parts)
+        for event in turn_events(self._session.start, command, latency_ms=latency_ms,
+                                 parts_ms=parts):  # opt-in (start's "events")
+            await self._send_event(SendEvent(event))
 

@@ -38,7 +38,9 @@ def session_config(config: ServerConfig, detector: SpeechDetector,
         asr_rate_hz=detector.sample_rate_hz,
         vad_window_samples=detector.window_samples,
         speculative_asr_ms=config.speculative_asr_ms,
-        turn=replace(SILENCE_POLICY, turn_policy=TurnRule(config.turn_policy)),
+        speculative_replies=config.speculative_replies,
+        turn=replace(SILENCE_POLICY.updated(config.turn_taking),
+                     turn_policy=TurnRule(config.turn_policy)),
     )
     check_turn_taking(session, scenarios, turn_engine=config.engines.turn)
     return session

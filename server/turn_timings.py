@@ -6,7 +6,8 @@ once the job is done, with its result and how long it took; the turn's parts go 
 turn log line and the turn-latency metrics when its reply starts
 (:meth:`TurnTimings.take`).  Per job, the end-of-turn model's time and the
 speculations (started, used by the final transcription, or discarded when the caller
-went on) go to the call's log, which counts them in the server's metrics.
+went on) go to the call's log, which counts them in the server's metrics; so do the
+speculative replies started (:class:`~voicebot.commands.UnderstandAhead`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from voicebot.commands import (
     SpeculateTranscription,
     Synthesize,
     Understand,
+    UnderstandAhead,
 )
 from voicebot.types import Pcm, Transcript
 
@@ -56,6 +58,7 @@ class TurnTimings:
             FinishTranscription: self._asr, Understand: self._nlu, Synthesize: self._tts,
             DetectTurnEnd: self._turn_model, SpeculateTranscription: self._speculated,
             DiscardSpeculation: self._dropped, CancelTranscription: self._dropped,
+            UnderstandAhead: self._ahead,
         }
 
     def endpoint(self, job: FinishTranscription) -> None:
@@ -110,6 +113,9 @@ class TurnTimings:
         if job.utterance in self._speculating:
             self._speculating.discard(job.utterance)
             self._log.speculation("discarded")
+
+    def _ahead(self, _job: UnderstandAhead, _result: object, _ms: float) -> None:
+        self._log.reply_speculation("started")  # used or discarded: ReplyAhead
 
     def _rtf(self, engine: str, rtf: float) -> None:
         if self._observer is not None:

@@ -32,6 +32,7 @@ __all__ = [
     "FinishTranscription",
     "Mark",
     "RecordingPause",
+    "ReplyAhead",
     "ReplyKind",
     "ReplyStarted",
     "SendAudio",
@@ -39,7 +40,9 @@ __all__ = [
     "SpeculateTranscription",
     "StartTranscription",
     "Synthesize",
+    "SynthesizeAhead",
     "Understand",
+    "UnderstandAhead",
 ]
 
 
@@ -159,6 +162,37 @@ class Understand:
     turn: int
     text: str
     domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnderstandAhead:
+    """Classify the transcript of a caller who has paused but not yet finished (a
+    speculative reply, :mod:`voicebot.session_ahead`); answer with
+    ``Session.understood_ahead``.  Nothing reaches the caller from it unless the turn
+    ends on exactly this transcript."""
+
+    speculation: int
+    text: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesizeAhead:
+    """Synthesize the first sentence of a speculative reply and hold it; answer with
+    ``Session.synthesized_ahead``."""
+
+    speculation: int
+    text: str
+    sample_rate_hz: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyAhead:
+    """A speculative reply was ``used`` (its turn ended on its transcript) or
+    ``discarded`` (the caller went on, or the turn ended otherwise): for the metrics."""
+
+    speculation: int
+    used: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +317,10 @@ Command: TypeAlias = (
     | SpeculateTranscription
     | DiscardSpeculation
     | Understand
+    | UnderstandAhead
     | Synthesize
+    | SynthesizeAhead
+    | ReplyAhead
     | CancelReply
     | CallWebhook
     | ReplyStarted

@@ -39,7 +39,7 @@ This module is pure: stdlib, numpy and voicebot's value types; no model runtime.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeGuard, TypeVar
 
@@ -57,9 +57,11 @@ from voicebot.commands import (
     SpeculateTranscription,
     StartTranscription,
     Synthesize,
+    SynthesizeAhead,
     Understand,
+    UnderstandAhead,
 )
-from voicebot.types import EntityValue, IntentResult, Pcm, Transcript
+from voicebot.types import Pcm, Transcript, Understanding
 
 if TYPE_CHECKING:
     from voicebot.session import Session
@@ -90,17 +92,11 @@ EngineJob: TypeAlias = (
     | CancelTranscription
     | DetectTurnEnd
     | Understand
+    | UnderstandAhead
     | Synthesize
+    | SynthesizeAhead
 )
 """The commands that are engine jobs: exactly the record types of :data:`JOB_KINDS`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Understanding:
-    """The result of an ``Understand`` job."""
-
-    intent: IntentResult | None
-    entities: Mapping[str, EntityValue]
 
 
 class JobEngine(Protocol):
@@ -137,6 +133,8 @@ class Lane(enum.Enum):
     """The end-of-turn model: apart from the ASR, whose speculation may be decoding."""
     NLU = "nlu"
     TTS = "tts"
+    AHEAD = "ahead"
+    """A speculative reply's NLU then its first sentence: apart from the turn's own jobs."""
 
 
 JobTag: TypeAlias = tuple[Lane, int]
@@ -178,6 +176,9 @@ class JobKind(Generic[J, R]):
     """The :class:`JobEngine` method that ``run`` calls (the job's name in logs)."""
     run: Callable[[JobEngine, J], R]
     lane: Lane
+    engine: str
+    """The engine kind that does it (``vad``, ``asr``, ``turn``, ``nlu``, ``tts``): where
+    a runner that splits engines across devices sends it (``server/gpu_runner.py``)."""
     key: Callable[[J], int]
     """The job's place in its lane: its utterance, turn or reply."""
     urgency: Callable[[J], Urgency]
@@ -215,23 +216,25 @@ _ASR_JOB = "ASR job"
 JOB_KINDS: tuple[JobKind[Any, Any], ...] = (
     JobKind[DetectSpeech, npt.NDArray[np.float32]](
         job=DetectSpeech, method="detect", run=lambda e, j: e.detect(j.pcm),
-        lane=Lane.VAD, key=lambda _j: 0, urgency=_always(Urgency.VAD), label="VAD",
+        lane=Lane.VAD, engine="vad", key=lambda _j: 0, urgency=_always(Urgency.VAD), label="VAD",
         feed=lambda s, j, r: s.speech_probabilities(j.pcm, r),
     ),
     JobKind[StartTranscription, None](
         job=StartTranscription, method="start_transcription",
         run=lambda e, j: e.start_transcription(j.utterance, j.domain, j.pcm),
-        lane=Lane.ASR, key=_utterance, urgency=_always(Urgency.STREAMING), label=_ASR_JOB,
+        lane=Lane.ASR, engine="asr", key=_utterance, urgency=_always(Urgency.STREAMING),
+        label=_ASR_JOB,
     ),
     JobKind[FeedTranscription, None](
         job=FeedTranscription, method="feed_transcription",
         run=lambda e, j: e.feed_transcription(j.utterance, j.pcm),
-        lane=Lane.ASR, key=_utterance, urgency=_always(Urgency.STREAMING), label=_ASR_JOB,
+        lane=Lane.ASR, engine="asr", key=_utterance, urgency=_always(Urgency.STREAMING),
+        label=_ASR_JOB,
     ),
     JobKind[SpeculateTranscription, Transcript | None](
         job=SpeculateTranscription, method="speculate_transcription",
         run=lambda e, j: e.speculate_transcription(j.utterance),
-        lane=Lane.ASR, key=_utterance, urgency=_always(Urgency.SPECULATION),
+        lane=Lane.ASR, engine="asr", key=_utterance, urgency=_always(Urgency.SPECULATION),
         label="ASR speculation",
         feed=lambda s, j, r: s.speculated(j.utterance, r),
         fallback=lambda _j: None, always_answered=True,
@@ -239,12 +242,13 @@ JOB_KINDS: tuple[JobKind[Any, Any], ...] = (
     JobKind[DiscardSpeculation, None](
         job=DiscardSpeculation, method="discard_speculation",
         run=lambda e, j: e.discard_speculation(j.utterance),
-        lane=Lane.ASR, key=_utterance, urgency=_always(Urgency.CANCEL), label=_ASR_JOB,
+        lane=Lane.ASR, engine="asr", key=_utterance, urgency=_always(Urgency.CANCEL),
+        label=_ASR_JOB,
     ),
     JobKind[FinishTranscription, Transcript](
         job=FinishTranscription, method="finish_transcription",
         run=lambda e, j: e.finish_transcription(j.utterance),
-        lane=Lane.ASR, key=_utterance, urgency=_always(Urgency.TURN), label="ASR",
+        lane=Lane.ASR, engine="asr", key=_utterance, urgency=_always(Urgency.TURN), label="ASR",
         feed=lambda s, j, r: s.transcribed(j.utterance, r),
         fallback=lambda _j: Transcript(""),
         failure_notice="speech recognition failed for this utterance",
@@ -252,17 +256,19 @@ JOB_KINDS: tuple[JobKind[Any, Any], ...] = (
     JobKind[CancelTranscription, None](
         job=CancelTranscription, method="cancel_transcription",
         run=lambda e, j: e.cancel_transcription(j.utterance),
-        lane=Lane.ASR, key=_utterance, urgency=_always(Urgency.CANCEL), label=_ASR_JOB,
+        lane=Lane.ASR, engine="asr", key=_utterance, urgency=_always(Urgency.CANCEL),
+        label=_ASR_JOB,
     ),
     JobKind[DetectTurnEnd, float](
         job=DetectTurnEnd, method="detect_turn_end", run=lambda e, j: e.detect_turn_end(j.pcm),
-        lane=Lane.TURN, key=lambda j: j.utterance, urgency=_always(Urgency.TURN),
+        lane=Lane.TURN, engine="turn", key=lambda j: j.utterance, urgency=_always(Urgency.TURN),
         label="end-of-turn model",
         feed=lambda s, j, r: s.turn_verdict(j.request_id, r),
     ),
     JobKind[Understand, Understanding](
         job=Understand, method="understand", run=lambda e, j: e.understand(j.text, j.domain),
-        lane=Lane.NLU, key=lambda j: j.turn, urgency=_always(Urgency.TURN), label="NLU",
+        lane=Lane.NLU, engine="nlu", key=lambda j: j.turn, urgency=_always(Urgency.TURN),
+        label="NLU",
         feed=lambda s, j, r: s.understood(j.turn, r.intent, r.entities),
         fallback=lambda _j: Understanding(None, {}),
         failure_notice="understanding failed for this turn",
@@ -270,10 +276,25 @@ JOB_KINDS: tuple[JobKind[Any, Any], ...] = (
     JobKind[Synthesize, Pcm](
         job=Synthesize, method="synthesize",
         run=lambda e, j: e.synthesize(j.text, j.sample_rate_hz, j.index),
-        lane=Lane.TTS, key=lambda j: j.reply, urgency=_sentence_urgency, label="TTS",
+        lane=Lane.TTS, engine="tts", key=lambda j: j.reply, urgency=_sentence_urgency, label="TTS",
         feed=lambda s, j, r: s.synthesized(j.reply, j.index, r),
         fallback=lambda _j: np.zeros(0, dtype=np.int16),
         failure_notice="speech synthesis failed for a sentence",
+    ),
+    JobKind[UnderstandAhead, Understanding | None](
+        job=UnderstandAhead, method="understand", run=lambda e, j: e.understand(j.text, j.domain),
+        lane=Lane.AHEAD, engine="nlu", key=lambda j: j.speculation,
+        urgency=_always(Urgency.SPECULATION),
+        label="NLU speculation", feed=lambda s, j, r: s.understood_ahead(j.speculation, r),
+        fallback=lambda _j: None, always_answered=True,
+    ),
+    JobKind[SynthesizeAhead, Pcm | None](
+        job=SynthesizeAhead, method="synthesize",
+        run=lambda e, j: e.synthesize(j.text, j.sample_rate_hz, 0),
+        lane=Lane.AHEAD, engine="tts", key=lambda j: j.speculation,
+        urgency=_always(Urgency.SPECULATION),
+        label="TTS speculation", feed=lambda s, j, r: s.synthesized_ahead(j.speculation, r),
+        fallback=lambda _j: None, always_answered=True,
     ),
 )
 """Every engine job kind, one row each."""

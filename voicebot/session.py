@@ -24,14 +24,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from voicebot import protocol as p
+from voicebot import session_end as closing
 from voicebot.audio.codecs import AudioEncoding, decode
 from voicebot.audio.framer import Framer
 from voicebot.audio.resample import StreamResampler
 from voicebot.commands import (
-    CallEnded,
-    CallOutcome,
     CallWebhook,
-    CloseConnection,
     Command,
     DetectSpeech,
     SendEvent,
@@ -40,12 +38,13 @@ from voicebot.commands import (
 from voicebot.dialog.engine import DialogEngine, EndCall, UserInput, sort_outputs
 from voicebot.dialog.scenario import Scenario
 from voicebot.errors import ProtocolError
+from voicebot.session_ahead import Ahead, RepliesAhead, spoken_input
 from voicebot.session_keys import KeyEntry, KeyPressKind
 from voicebot.session_privacy import CallPrivacy, TurnNote
 from voicebot.session_replies import Replies
 from voicebot.session_setup import SessionConfig, open_call
 from voicebot.session_turns import TurnTaking
-from voicebot.types import EntityValue, IntentResult, Pcm, Transcript
+from voicebot.types import EntityValue, IntentResult, Pcm, Transcript, Understanding
 
 __all__ = ["Session", "SessionConfig"]
 
@@ -74,17 +73,15 @@ class Session:
         self._framer = Framer(config.vad_window_samples)
         self._listening: TurnTaking | None = None  # the parts, from 'start' on
         self._replies: Replies | None = None
+        self._ahead: RepliesAhead | None = None  # speculative replies, when on
         self._keys = KeyEntry()
         self._privacy: CallPrivacy | None = None
         self._input_samples = 0  # caller audio received, at the call's rate: the clock
         self._turn = 0
         self._turns: dict[int, TurnNote] = {0: TurnNote()}
-        self._listen_since_ms: float | None = None  # the no-input timer
+        self._no_input = closing.NoInputTimer()
         self._text_handlers: dict[str, Callable[[Any], list[Command]]] = {
-            "start": self._on_start,
-            "dtmf": self._on_dtmf,
-            "stop": self._on_stop,
-        }
+            "start": self._on_start, "dtmf": self._on_dtmf, "stop": self._on_stop}
 
     # ------------------------------------------------------------------ client frames
 
@@ -108,9 +105,8 @@ class Session:
             return []
         try:
             if self._dialog is None and not isinstance(message, p.Start):
-                raise ProtocolError(
-                    f"'{message.type}' before 'start'", close_code=p.CloseCode.OUT_OF_ORDER
-                )
+                raise ProtocolError(f"'{message.type}' before 'start'",
+                                    close_code=p.CloseCode.OUT_OF_ORDER)
             return self._text_handlers[message.type](message)
         except ProtocolError as exc:
             return self._fail(exc)
@@ -125,17 +121,16 @@ class Session:
             self._replies.mark_played(name)
         return []
 
-    def receive_bytes(self, data: bytes) -> list[Command]:
-        return self.receive_audio(data)  # a native binary audio frame
+    def receive_bytes(self, data: bytes) -> list[Command]:  # a native binary audio frame
+        return self.receive_audio(data)
 
     def receive_audio(self, data: bytes) -> list[Command]:
         """Caller audio in the call's encoding."""
         if self.closed:
             return []
         if self._dialog is None or self._resampler is None:
-            return self._fail(
-                ProtocolError("audio before 'start'", close_code=p.CloseCode.OUT_OF_ORDER)
-            )
+            return self._fail(ProtocolError("audio before 'start'",
+                                            close_code=p.CloseCode.OUT_OF_ORDER))
         try:
             pcm = decode(data, self._encoding)
         except ProtocolError as exc:
@@ -150,11 +145,9 @@ class Session:
 
     def connection_lost(self) -> list[Command]:
         """The socket went away: release what the call holds."""
-        out = self._release()
-        if not self.closed and self._dialog is not None:
-            out.append(CallEnded(CallOutcome.CALLER_HUNG_UP, "connection closed"))
+        out, started = self._release(), not self.closed and self._dialog is not None
         self.closed = True
-        return out
+        return out + (closing.caller_gone() if started else [])
 
     # ------------------------------------------------------------------ engine results
 
@@ -168,8 +161,10 @@ class Session:
             step = listening.on_event(event, bot_speaking=self._bot_speaking(),
                                       slot_type=slot_type, slot_length=slot_length)
             out += step.commands
+            if step.resumed and self._ahead is not None:
+                out += self._ahead.discard(listening.utterance)
             if step.speech_started:
-                self._listen_since_ms = None
+                self._no_input.stop()
             if step.barge_in:
                 out += self._barge_in()
         return out + listening.tick(bot_speaking=self._bot_speaking())
@@ -181,7 +176,7 @@ class Session:
         end = self._listening.end_of(utterance) if self._listening is not None else None
         if not text:
             log.debug("call %s: utterance %d was not words", self.call_id, utterance)
-            self._listen_since_ms = self.now_ms
+            self._no_input.restart(self.now_ms)
             return []
         self._turn += 1
         self._keys.spoken_turn()
@@ -189,20 +184,50 @@ class Session:
         self._turns[self._turn] = TurnNote(transcript=text, source="speech", end=end,
                                            sensitive=CallPrivacy.sensitive_slot(expected))
         event = p.TranscriptEvent(self._turn, text, transcript.confidence, transcript.audio_ms)
-        return [
-            SendEvent(event),
-            Understand(self._turn, text, self._scenario.name),
-        ]
+        ahead, used = self._ahead.use(utterance, text, self._turn) if self._ahead else (None, [])
+        if ahead is None:
+            return [*used, SendEvent(event), Understand(self._turn, text, self._scenario.name)]
+        # A speculation was made from this very transcript: its NLU answers the turn.
+        return [*used, SendEvent(event), *(self._answer(ahead) if ahead.understood else [])]
 
     def speculated(self, utterance: int, transcript: Transcript | None) -> list[Command]:
         """The transcript of the open utterance so far, decoded while the caller pauses
         (``SpeculateTranscription``; None: the ASR cannot); it may end the turn (a
         digit string of the slot's length, a yes/no answer: ``TurnTaking.speculated``)."""
-        if self._listening is None:
+        if (listening := self._listening) is None or self.closed or self._scenario is None:
             return []
-        step = self._listening.speculated(utterance, transcript, expecting=self._slot(),
-                                          bot_speaking=self._bot_speaking())
-        return [] if self.closed else list(step.commands)
+        out = list(listening.speculated(utterance, transcript, expecting=self._slot(),
+                                        bot_speaking=self._bot_speaking()).commands)
+        text = transcript.text.strip() if transcript is not None else ""
+        if (self._ahead is not None and text and listening.pausing_in(utterance)
+                and self._replies is not None and self._replies.current is None):
+            out += self._ahead.start(utterance, text, self._scenario.name)  # a reply ahead
+        return out
+
+    def understood_ahead(self, speculation: int, result: Understanding | None) -> list[Command]:
+        """The NLU of speculative reply ``speculation`` answered (None: it failed)."""
+        ahead = self._ahead.get(speculation) if self._ahead is not None else None
+        if self.closed or ahead is None or self._ahead is None or self._dialog is None:
+            return []
+        if ahead.turn is None:  # the caller has not finished: what would the bot say?
+            return self._ahead.understood(ahead, result, self._dialog)
+        ahead.understood, ahead.understanding = True, result
+        return self._answer(ahead)
+
+    def synthesized_ahead(self, speculation: int, pcm: Pcm | None) -> list[Command]:
+        """The first sentence of speculative reply ``speculation`` (None: it failed)."""
+        ahead = self._ahead.get(speculation) if self._ahead is not None else None
+        if self.closed or ahead is None or self._ahead is None:
+            return []
+        return self._ahead.synthesized(ahead, pcm, self.now_ms) + self._tick()
+
+    def _answer(self, ahead: Ahead) -> list[Command]:
+        """The turn that used speculation ``ahead`` goes on from its NLU result."""
+        assert ahead.turn is not None and self._scenario is not None
+        if ahead.understanding is None:
+            return [Understand(ahead.turn, ahead.text, self._scenario.name)]
+        return self.understood(ahead.turn, ahead.understanding.intent,
+                               ahead.understanding.entities)
 
     def turn_verdict(self, request_id: int, complete_prob: float) -> list[Command]:
         """The end-of-turn model's answer to ``DetectTurnEnd`` ``request_id``."""
@@ -228,7 +253,7 @@ class Session:
         out: list[Command] = [
             SendEvent(p.IntentEvent(turn, shown, confidence, dict(entities)))
         ]
-        user = UserInput(record.transcript, intent, confidence, dict(entities), "speech")
+        user = spoken_input(record.transcript, result, entities)
         return out + self._dialog_step(turn, self._dialog.handle(user))
 
     def synthesized(self, reply: int, index: int, pcm: Pcm) -> list[Command]:
@@ -254,8 +279,8 @@ class Session:
         self.call_id, self._scenario, self._dialog = message.call_id, call.scenario, call.dialog
         self._privacy, self.start = CallPrivacy(call.scenario), message
         self._encoding, self._rate_hz = call.encoding, call.rate_hz
-        self._resampler, self._listening, self._replies = (
-            call.resampler, call.listening, call.replies)
+        self._resampler, self._listening, self._replies, self._ahead = (
+            call.resampler, call.listening, call.replies, call.ahead)
         ready = p.Ready(message.call_id, call.scenario.name, message.encoding, self._rate_hz)
         out: list[Command] = [SendEvent(ready)]
         return out + self._dialog_step(0, call.dialog.start())
@@ -268,7 +293,7 @@ class Session:
         if press.kind is KeyPressKind.CONFIRMATION:
             return []
         out = self._barge_in() if self._bot_speaking() else []
-        self._listen_since_ms = self.now_ms  # a caller typing is not a silent caller
+        self._no_input.restart(self.now_ms)  # a caller typing is not a silent caller
         if press.kind is KeyPressKind.PENDING:
             return out
         self._turn += 1
@@ -283,10 +308,8 @@ class Session:
         return out + self._dialog_step(self._turn, self._dialog.handle(user))
 
     def _on_stop(self, message: p.Stop) -> list[Command]:
-        out = self._release()
         self.closed = True
-        ended = CallEnded(CallOutcome.CALLER_HUNG_UP, message.reason or "stop")
-        return [*out, ended, CloseConnection(p.CloseCode.NORMAL, p.close_reason(message.reason))]
+        return self._release() + closing.caller_stop(message.reason)
 
     # ------------------------------------------------------------------ replies
 
@@ -335,19 +358,13 @@ class Session:
                                               state=self._dialog.state.name,
                                               slots=self._dialog.slots, retried=step.retried)
         out += replies.start(text=text, final=step.final, log_record=started)
+        if self._ahead is not None:  # its first sentence may be held already
+            out = self._ahead.claim_first_sentence(turn, out, self.now_ms)
         return self._private(out)
 
     def _end_call(self, final: EndCall) -> list[Command]:
         self.closed = True
-        transfer = final.kind == "transfer"
-        event: p.ServerEvent = p.Transfer(final.detail) if transfer else p.Hangup(final.detail)
-        outcome = CallOutcome.TRANSFERRED if transfer else CallOutcome.COMPLETED
-        return [
-            *self._release(),
-            SendEvent(event),
-            CallEnded(outcome, final.detail or final.kind),
-            CloseConnection(p.CloseCode.NORMAL, final.kind),
-        ]
+        return self._release() + closing.dialog_end(final)
 
     def _tick(self) -> list[Command]:
         """Advance audio-time driven things: end of bot speech, no-input timeout."""
@@ -358,32 +375,24 @@ class Session:
             out.append(end)
             if reply.final is not None:
                 return out + self._end_call(reply.final)
-            self._listen_since_ms = self.now_ms
+            self._no_input.restart(self.now_ms)
             out = self._private(out)
         timeout_ms = self._scenario.settings.no_input_timeout_ms if self._scenario else 0
-        quiet = (self._replies is not None and self._replies.current is None
-                 and self._listening is not None and not self._listening.open)
-        if (
-            quiet and self._dialog is not None and self._dialog.listening
-            and self._listen_since_ms is not None and timeout_ms > 0
-            and self.now_ms - self._listen_since_ms >= timeout_ms
-        ):
-            self._listen_since_ms = None
+        waiting = (self._replies is not None and self._replies.current is None
+                   and self._listening is not None and not self._listening.open
+                   and self._dialog is not None and self._dialog.listening)
+        if self._dialog is not None and self._no_input.expired(
+                self.now_ms, timeout_ms=timeout_ms, waiting=waiting):
             no_input = self._dialog.handle(UserInput(source="no_input"))
             out += self._dialog_step(self._turn, no_input, source="no_input")
         return out
 
     def _release(self) -> list[Command]:
         out = self._listening.release() if self._listening is not None else []
+        out += self._ahead.void() if self._ahead is not None else []
         return out + (self._replies.cancel() if self._replies is not None else [])
 
     def _fail(self, exc: ProtocolError) -> list[Command]:
         log.warning("call %s: protocol error: %s", self.call_id or "-", exc)
-        out = self._release()
-        if self._dialog is not None:
-            reason = self._privacy.redactor.text(str(exc)) if self._privacy else str(exc)
-            out.append(CallEnded(CallOutcome.FAILED, f"protocol error: {reason}"))
-        self.closed = True
-        error = p.ErrorEvent(exc.close_code, str(exc), True)
-        close = CloseConnection(exc.close_code, p.close_reason(str(exc)))
-        return [*out, SendEvent(error), close]
+        reason, self.closed = self._privacy.redactor.text(str(exc)) if self._privacy else "", True
+        return self._release() + closing.protocol_failure(exc, reason, self._dialog is not None)

@@ -17,6 +17,7 @@ from voicebot.audio.resample import StreamResampler
 from voicebot.dialog.engine import DialogEngine
 from voicebot.dialog.scenario import Scenario
 from voicebot.errors import ProtocolError
+from voicebot.session_ahead import RepliesAhead
 from voicebot.session_replies import Replies
 from voicebot.session_turn_end import TurnEnding
 from voicebot.session_turns import TurnTaking
@@ -41,6 +42,10 @@ class SessionConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     speculative_asr_ms: int = 0
     """Start the final ASR after this much silence, before the endpoint (0: off)."""
+    speculative_replies: bool = False
+    """Carry each speculative transcript on through NLU, the dialog and the first
+    sentence's synthesis, held until the turn ends on it (:mod:`voicebot.session_ahead`;
+    needs ``speculative_asr_ms``)."""
     turn: TurnPolicyConfig = SILENCE_POLICY
     """The end-of-turn policy of scenarios whose ``endpointing`` does not choose one
     (``turn_policy: model`` needs an end-of-turn model among the engines)."""
@@ -63,6 +68,8 @@ class CallParts:
     resampler: StreamResampler
     listening: TurnTaking
     replies: Replies
+    ahead: RepliesAhead | None
+    """Speculative replies (None: off)."""
 
 
 def open_call(message: p.Start, *, scenarios: Mapping[str, Scenario], config: SessionConfig,
@@ -101,4 +108,6 @@ def open_call(message: p.Start, *, scenarios: Mapping[str, Scenario], config: Se
         scenario=scenario, dialog=DialogEngine(scenario), encoding=encoding, rate_hz=rate_hz,
         resampler=StreamResampler(in_rate_hz=rate_hz, out_rate_hz=config.asr_rate_hz),
         listening=listening, replies=replies,
+        ahead=RepliesAhead(replies, rate_hz=rate_hz)
+        if config.speculative_replies and config.speculative_asr_ms else None,
     )  # fmt: skip

@@ -71,6 +71,7 @@ class TurnStep:
     commands: tuple[Command, ...] = ()
     barge_in: bool = False  # interrupt the bot's reply
     speech_started: bool = False  # the caller started an utterance (not silent any more)
+    resumed: bool = False  # the caller went on after a speculated pause: it is stale
 
 
 _NOTHING = TurnStep()
@@ -154,6 +155,10 @@ class TurnTaking:
         self._speculations_out += 1
         self._speculated_at = self.endpointer.samples_seen
         return [SpeculateTranscription(self.utterance)]
+
+    def pausing_in(self, utterance: int) -> bool:
+        """Utterance ``utterance`` is open, in a pause."""
+        return self.utterance == utterance and self.state is TurnState.PAUSING
 
     def speculation_back(self, utterance: int) -> bool:
         """A speculation's result came back: whether it still describes the open
@@ -271,7 +276,7 @@ class TurnTaking:
         if not self._speculated:
             return _NOTHING
         self._speculated = False
-        return TurnStep((DiscardSpeculation(self.utterance),))
+        return TurnStep((DiscardSpeculation(self.utterance),), resumed=True)
 
     def _maybe_barge_in(self, commands: tuple[Command, ...], bot_speaking: bool, *,
                         started: bool = False) -> TurnStep:

@@ -23,6 +23,7 @@ from voicebot.commands import (
     DetectTurnEnd,
     Mark,
     RecordingPause,
+    ReplyAhead,
     ReplyStarted,
     SendAudio,
     SendEvent,
@@ -79,6 +80,7 @@ class SessionDriver:
         self.marks: list[Mark] = []
         self.pauses: list[RecordingPause] = []
         self.ended: list[CallEnded] = []
+        self.replies_ahead: list[ReplyAhead] = []  # speculative replies used or discarded
         self.close: CloseConnection | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             SendEvent: self._event,
@@ -91,6 +93,7 @@ class SessionDriver:
             BargedIn: self._barged_in,
             RecordingPause: self.pauses.append,
             CallEnded: self.ended.append,
+            ReplyAhead: self.replies_ahead.append,
         }
 
     def text(self, message: str | p.ClientMessage) -> None:

@@ -7,13 +7,14 @@ engines, the session) can use these types without depending on another part;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EntityValue", "IntentResult", "Pcm", "Transcript"]
+__all__ = ["EntityValue", "IntentResult", "Pcm", "Transcript", "Understanding"]
 
 Pcm: TypeAlias = npt.NDArray[np.int16]
 """Mono 16-bit PCM samples."""
@@ -40,3 +41,11 @@ class IntentResult:
     intent: str
     confidence: float
     scores: tuple[tuple[str, float], ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """What the NLU made of a caller's turn: the result of an ``Understand`` job."""
+
+    intent: IntentResult | None
+    entities: Mapping[str, EntityValue]

@@ -25,6 +25,7 @@ from voicebot.commands import (
     FinishTranscription,
     Mark,
     RecordingPause,
+    ReplyAhead,
     ReplyStarted,
     SendAudio,
     SendEvent,
@@ -54,7 +55,7 @@ from voicebot.types import Pcm, Transcript
 __all__: list[str] = []
 
 NOT_JOBS = {SendEvent, SendAudio, Mark, CloseConnection, CancelReply, CallWebhook, ReplyStarted,
-            BargedIn, RecordingPause, CallEnded}
+            BargedIn, RecordingPause, CallEnded, ReplyAhead}
 """The commands that are no engine job: the runtime sends, logs or posts them itself."""
 
 _SAMPLE_VALUES: dict[object, object] = {int: 1, str: "bank_card",

@@ -147,3 +147,30 @@ def test_turn_timings_measure_the_turn_model_and_follow_the_speculations() -> No
                             (("result", "discarded"),): 2.0}
     assert _samples(metrics, "voicebot_turn_model_seconds_count") == {(): 2.0}
     assert _samples(metrics, "voicebot_turn_model_seconds_sum") == {(): pytest.approx(0.034)}
+
+
+def test_server_wide_turn_taking_keys_and_speculative_replies(
+        tmp_path: Path, bank_card: Scenario) -> None:
+    from server.turn_setup import session_config
+    from voicebot.engines.fakes import FakeSpeechDetector
+
+    path = tmp_path / "voicebot.yaml"
+    path.write_text("turn_policy: model\nengines: {turn: fake}\nspeculative_asr_ms: 100\n"
+                    "speculative_replies: true\nturn_taking: {short_pause_ms: 100, "
+                    "turn_threshold: 0.6}\n")
+    config = load_config(path, env={})
+    session = session_config(config, FakeSpeechDetector(), [bank_card])
+    assert session.speculative_replies and session.speculative_asr_ms == 100
+    assert (session.turn.turn_policy, session.turn.short_pause_ms,
+            session.turn.turn_threshold) == (TurnRule.MODEL, 100, 0.6)
+    assert session.turn.max_silence_ms == 1500  # the keys not named keep their defaults
+    path.write_text('speculative_replies: "false"\n')
+    assert load_config(path, env={}).speculative_replies is False  # not the string "false"
+    for bad in ("turn_taking: {min_silence_ms: 300}\n", "turn_taking: {short_pause_ms: x}\n",
+                "turn_taking: 100\n"):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match="turn_taking"):
+            load_config(path, env={})
+    path.write_text("turn_taking: {short_pause_ms: 1600}\n")
+    with pytest.raises(ConfigError, match=r"short_pause_ms \(1600\) must be shorter"):
+        session_config(load_config(path, env={}), FakeSpeechDetector(), [bank_card])
