@@ -231,7 +231,8 @@ def test_density_cli_takes_levels_and_repeats() -> None:
 
 
 def test_every_stack_has_valid_default_levels() -> None:
-    assert set(STACKS) == {"lite", "default", "reference", "reference-30s"}
+    assert set(STACKS) == {"lite", "default", "default-turns-model", "reference",
+                           "reference-30s"}
     for stack in STACKS.values():
         levels = stack["levels"]
         assert parse_levels(",".join(map(str, levels))) == levels
