@@ -134,7 +134,8 @@ class Lane(enum.Enum):
     NLU = "nlu"
     TTS = "tts"
     AHEAD = "ahead"
-    """A speculative reply's NLU then its first sentence: apart from the turn's own jobs."""
+    """A speculative reply's first sentence, apart from the replies' own sentences (its NLU
+    goes in the NLU lane, so turns are understood in order whichever way they went)."""
 
 
 JobTag: TypeAlias = tuple[Lane, int]
@@ -283,7 +284,7 @@ JOB_KINDS: tuple[JobKind[Any, Any], ...] = (
     ),
     JobKind[UnderstandAhead, Understanding | None](
         job=UnderstandAhead, method="understand", run=lambda e, j: e.understand(j.text, j.domain),
-        lane=Lane.AHEAD, engine="nlu", key=lambda j: j.speculation,
+        lane=Lane.NLU, engine="nlu", key=lambda j: j.speculation,
         urgency=_always(Urgency.SPECULATION),
         label="NLU speculation", feed=lambda s, j, r: s.understood_ahead(j.speculation, r),
         fallback=lambda _j: None, always_answered=True,
