@@ -115,7 +115,10 @@ async def test_a_spoken_card_number_ends_its_turn_once_complete(
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(recordings[0][1])
-        out.writeframes(np.concatenate(parts[:-1]).tobytes())
+        # A caller's line is not silent to the sample before they speak: 300 ms of quiet
+        # first, so the VAD's onset (and the speech pad before it) holds the whole "four".
+        lead = np.zeros(recordings[0][1] * 3 // 10, dtype=np.int16)
+        out.writeframes(np.concatenate([lead, *parts[:-1]]).tobytes())
     reports = await _call(default_stack.url, CallerTurn("text", "what is my balance"),
                           CallerTurn("wav", str(path)), CallerTurn("text", "goodbye"),
                           call_id="spoken-card")
