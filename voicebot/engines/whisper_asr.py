@@ -55,7 +55,7 @@ from voicebot.whisper.prompts import (
     STOP_WORDS,
     content_words,
     domain_prompt,
-    slot_type,
+    prompt_for_domain,
 )
 
 __all__ = [
@@ -219,14 +219,9 @@ class WhisperTranscriber:
 
     def prepare_domain(self, *, name: str, phrases: Sequence[str]) -> None:
         """Record domain ``name``: its slot type's prompt, else its phrases' content words."""
-        kind = slot_type(name)
-        prompt = None
-        if kind is not None and kind in self._slot_prompts:
-            prompt = self._slot_prompts[kind].strip() or None
-        elif self._prompt_tokens:
-            prompt = domain_prompt(
-                phrases, count_tokens=self._decoder.count_tokens, max_tokens=self._prompt_tokens
-            )
+        prompt = prompt_for_domain(name, phrases, slot_prompts=self._slot_prompts,
+                                   max_tokens=self._prompt_tokens,
+                                   count_tokens=self._decoder.count_tokens)
         with self._lock:
             self._domains[name] = prompt
         logger.info("prepared ASR domain %r: prompt %r", name, prompt)

@@ -35,7 +35,7 @@ from voicebot.engines.devices import Device
 from voicebot.engines.gpu_batch import DecodeRequest
 from voicebot.errors import EngineError, EngineUnavailableError
 from voicebot.whisper.guard import DecodeGuard
-from voicebot.whisper.prompts import SLOT_PROMPTS, domain_prompt, slot_type
+from voicebot.whisper.prompts import SLOT_PROMPTS, prompt_for_domain
 from voicebot.whisper.synthetic import is_synthetic
 
 __all__ = ["WhisperBatchTranscriber"]
@@ -115,12 +115,8 @@ class WhisperBatchTranscriber:
         return ids
 
     def prepare_domain(self, *, name: str, phrases: Sequence[str]) -> None:
-        kind = slot_type(name)
-        prompt = None
-        if kind is not None and kind in self._slot_prompts:
-            prompt = self._slot_prompts[kind].strip() or None
-        elif self._prompt_tokens:
-            prompt = domain_prompt(phrases, max_tokens=self._prompt_tokens,
+        prompt = prompt_for_domain(name, phrases, slot_prompts=self._slot_prompts,
+                                   max_tokens=self._prompt_tokens,
                                    count_tokens=lambda t: len(self._tokenizer.encode(t)))
         with self._lock:
             self._prompts[name] = self._prompt_ids(prompt)

@@ -29,6 +29,7 @@ __all__ = [
     "STOP_WORDS",
     "content_words",
     "domain_prompt",
+    "prompt_for_domain",
     "slot_type",
 ]
 
@@ -114,3 +115,21 @@ def domain_prompt(
 def _sentence(words: Sequence[str]) -> str:
     text = ", ".join(words)
     return text[:1].upper() + text[1:] + "."
+
+
+def prompt_for_domain(
+    name: str,
+    phrases: Sequence[str],
+    *,
+    slot_prompts: Mapping[str, str],
+    max_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> str | None:
+    """The prompt of ASR domain ``name``: its slot type's prompt (``slot_prompts``), else
+    its phrases' content words (:func:`domain_prompt`, none when ``max_tokens`` is 0)."""
+    kind = slot_type(name)
+    if kind is not None and kind in slot_prompts:
+        return slot_prompts[kind].strip() or None
+    if not max_tokens:
+        return None
+    return domain_prompt(phrases, count_tokens=count_tokens, max_tokens=max_tokens)
