@@ -35,6 +35,17 @@ from voicebot.engines.devices import Device
 from voicebot.engines.gpu_batch import DecodeRequest
 from voicebot.errors import EngineError, EngineUnavailableError
 from voicebot.whisper.guard import DecodeGuard
+from voicebot.whisper.limits import (
+    FRAMES_PER_S,
+    MAX_INITIAL_TIMESTAMP_INDEX,
+    MAX_NEW_TOKENS,
+    SAMPLE_RATE_HZ,
+    WINDOW_FRAMES,
+    average_logprob,
+    heard_silence,
+    max_length_for,
+    synthetic_token_limit,
+)
 from voicebot.whisper.prompts import SLOT_PROMPTS, prompt_for_domain
 from voicebot.whisper.synthetic import is_synthetic
 
@@ -42,13 +53,6 @@ __all__ = ["WhisperBatchTranscriber"]
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 16_000
-_FRAMES_PER_S = 100
-_WINDOW_FRAMES = 3000
-_MAX_LENGTH = 448
-_NO_SPEECH_THRESHOLD = 0.6
-_LOG_PROB_THRESHOLD = -1.0
-_SYNTHETIC_TOKENS_PER_S = 3.0
 
 
 class WhisperBatchTranscriber:
@@ -92,8 +96,8 @@ class WhisperBatchTranscriber:
             suppress.update(range(self._tokenizer.eot, vocabulary))
         self._suppress = sorted(suppress)
         self._window = encoder_window
-        self._pad_frames = utterance_pad_ms * _FRAMES_PER_S // 1000
-        self._min_frames = min(_WINDOW_FRAMES, utterance_min_window_ms * _FRAMES_PER_S // 1000)
+        self._pad_frames = utterance_pad_ms * FRAMES_PER_S // 1000
+        self._min_frames = min(WINDOW_FRAMES, utterance_min_window_ms * FRAMES_PER_S // 1000)
         self._lead = np.zeros(lead_silence_ms * SAMPLE_RATE_HZ // 1000, dtype=np.float32)
         self._guard = DecodeGuard()
         self._prompt_tokens = domain_prompt_tokens
@@ -130,7 +134,7 @@ class WhisperBatchTranscriber:
         audio = np.concatenate((self._lead, pcm.astype(np.float32) / 32768.0))
         features: npt.NDArray[np.float32] = self._whisper.feature_extractor(audio)
         content = max(1, features.shape[-1] - 1)  # the last frame is faster-whisper's padding
-        return features[:, -_WINDOW_FRAMES:] if content > _WINDOW_FRAMES else \
+        return features[:, -WINDOW_FRAMES:] if content > WINDOW_FRAMES else \
             features[:, :content]
 
     def transcribe_batch(self, requests: Sequence[DecodeRequest]) -> list[Transcript]:
@@ -138,10 +142,10 @@ class WhisperBatchTranscriber:
             return []
         features = [self._features(r.pcm) for r in requests]
         if self._window == "30s":
-            frames = _WINDOW_FRAMES
+            frames = WINDOW_FRAMES
         else:
             longest = max(f.shape[1] for f in features)
-            frames = min(_WINDOW_FRAMES, max(longest + self._pad_frames, self._min_frames))
+            frames = min(WINDOW_FRAMES, max(longest + self._pad_frames, self._min_frames))
             frames += frames % 2
         batch = np.empty((len(features), features[0].shape[0], frames), dtype=np.float32)
         for i, f in enumerate(features):
@@ -153,10 +157,11 @@ class WhisperBatchTranscriber:
         try:
             encoded = self._whisper.encode(batch)
             results = self._whisper.model.generate(
-                encoded, prompts, beam_size=1, max_length=min(
-                    _MAX_LENGTH, max(2 * budget, budget + max(map(len, prompts)) - 1)),
+                encoded, prompts, beam_size=1,
+                max_length=max_length_for(budget, max(map(len, prompts))),
                 return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-                suppress_tokens=self._suppress, max_initial_timestamp_index=50)
+                suppress_tokens=self._suppress,
+                max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"Whisper batch of {len(requests)} failed on {self.device}: "
                               f"{exc}") from exc
@@ -164,15 +169,15 @@ class WhisperBatchTranscriber:
 
     def _budget(self, audio_s: float) -> int:
         if self.synthetic:
-            return max(1, math.ceil(_SYNTHETIC_TOKENS_PER_S * min(audio_s, 30.0)))
-        return self._guard.budget(audio_s, max_tokens=_MAX_LENGTH // 2)
+            return synthetic_token_limit(audio_s)
+        return self._guard.budget(audio_s, max_tokens=MAX_NEW_TOKENS)
 
     def _transcript(self, result: Any, audio_s: float) -> Transcript:
         sequence = result.sequences_ids[0]
         ids = [t for t in sequence if t < self._tokenizer.eot][: self._budget(audio_s)]
-        avg_logprob = result.scores[0] * len(sequence) / (len(ids) + 1)
-        silent = (not self.synthetic and result.no_speech_prob > _NO_SPEECH_THRESHOLD
-                  and avg_logprob < _LOG_PROB_THRESHOLD)
+        avg_logprob = average_logprob(result.scores[0], len(sequence), len(ids))
+        silent = heard_silence(no_speech_prob=result.no_speech_prob, avg_logprob=avg_logprob,
+                               synthetic=self.synthetic)
         text = "" if silent else self._tokenizer.decode(ids).strip()
         confidence = min(max(math.exp(avg_logprob), 0.0), 1.0) if text else None
         return Transcript(text=text, confidence=confidence, audio_ms=round(audio_s * 1000))

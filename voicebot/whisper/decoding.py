@@ -67,11 +67,24 @@ import numpy.typing as npt
 
 from voicebot.errors import EngineError
 from voicebot.whisper.guard import DecodeGuard, DegenerateReason, find_loop, trim_loop
+from voicebot.whisper.limits import (
+    FRAMES_PER_S,
+    LOG_PROB_THRESHOLD,
+    MAX_INITIAL_TIMESTAMP_INDEX,
+    MAX_NEW_TOKENS,
+    NO_SPEECH_THRESHOLD,
+    SAMPLE_RATE_HZ,
+    SYNTHETIC_TOKENS_PER_SECOND,
+    WINDOW_FRAMES,
+    average_logprob,
+    heard_silence,
+    max_length_for,
+    synthetic_token_limit,
+)
 from voicebot.whisper.model import LoadedWhisper, load_whisper
 
 __all__ = [
     "SHORT_RETRY_BEAM",
-    "SYNTHETIC_TOKENS_PER_SECOND",
     "DecodeStats",
     "Decoded",
     "EncoderWindow",
@@ -82,19 +95,8 @@ logger = logging.getLogger(__name__)
 
 EncoderWindow = Literal["30s", "utterance"]
 
-SYNTHETIC_TOKENS_PER_SECOND = 3.0
-"""Tokens a synthetic model decodes per second of audio (about real speech's rate)."""
-
-SAMPLE_RATE_HZ = 16000
-_FRAMES_PER_S = 100  # 10 ms log-mel frames
-_WINDOW_FRAMES = 3000  # 30 s
-_MAX_LENGTH = 448  # text positions: prompt + new tokens
-_MAX_NEW_TOKENS = _MAX_LENGTH // 2
-_NO_SPEECH_THRESHOLD = 0.6
 SHORT_RETRY_BEAM = 5
 """Beam of the second decoding of a text that ended long before its audio."""
-_LOG_PROB_THRESHOLD = -1.0
-_MAX_INITIAL_TIMESTAMP_INDEX = 50  # 1 s, faster-whisper's default
 _SILENCE_LOG10 = -10.0  # log10 of the mel power floor (1e-10), what zero samples give
 
 
@@ -142,14 +144,6 @@ class _Generated:
     audio_s: float
 
 
-def _max_length(new_tokens: int, prompt_length: int) -> int:
-    """CTranslate2 ``max_length`` that lets exactly ``new_tokens`` be generated.
-
-    CTranslate2 caps new tokens at ``min(max_length // 2, max_length - start_step)``,
-    ``start_step`` being the prompt tokens before the last one.
-    """
-    return min(_MAX_LENGTH, max(2 * new_tokens, new_tokens + prompt_length - 1))
-
 
 def silence_level(features: npt.NDArray[np.float32]) -> float:
     """The normalised log-mel value zero samples get next to ``features``.
@@ -194,8 +188,8 @@ class WhisperDecoder:
         self.synthetic = self._model.synthetic
         self._beam_size = beam_size
         self.encoder_window: EncoderWindow = encoder_window
-        self._pad_frames = utterance_pad_ms * _FRAMES_PER_S // 1000
-        self._min_frames = min(_WINDOW_FRAMES, utterance_min_window_ms * _FRAMES_PER_S // 1000)
+        self._pad_frames = utterance_pad_ms * FRAMES_PER_S // 1000
+        self._min_frames = min(WINDOW_FRAMES, utterance_min_window_ms * FRAMES_PER_S // 1000)
         # Random weights never end their text: no guard unless one is asked for (tests).
         self._guard = guard if guard is not None or self.synthetic else DecodeGuard()
         self._fallback = fallback
@@ -242,32 +236,32 @@ class WhisperDecoder:
         model = self._model
         features = model.whisper.feature_extractor(audio)
         content = max(1, features.shape[-1] - 1)  # the last frame is faster-whisper's padding
-        if content > _WINDOW_FRAMES:
+        if content > WINDOW_FRAMES:
             return self._decode_long(audio, prompt)
         features = features[:, :content]
         prompt_ids = model.prompt_ids(prompt)
         audio_s = len(audio) / SAMPLE_RATE_HZ
         if self.encoder_window == "30s":
-            result = self._generate(features, _WINDOW_FRAMES, 0.0, prompt_ids, audio_s)
+            result = self._generate(features, WINDOW_FRAMES, 0.0, prompt_ids, audio_s)
             if self._fallback and self._assess(result) == "short":
-                return self._beam_again(features, _WINDOW_FRAMES, 0.0, prompt_ids, audio_s, "30s")
-            return self._finish(result, "30s", _WINDOW_FRAMES, self._assess(result, final=True))
-        frames = min(_WINDOW_FRAMES, max(content + self._pad_frames, self._min_frames))
+                return self._beam_again(features, WINDOW_FRAMES, 0.0, prompt_ids, audio_s, "30s")
+            return self._finish(result, "30s", WINDOW_FRAMES, self._assess(result, final=True))
+        frames = min(WINDOW_FRAMES, max(content + self._pad_frames, self._min_frames))
         frames += frames % 2
         level = silence_level(features)
         first = self._generate(features, frames, level, prompt_ids, audio_s)
         reason = self._assess(first)
         if reason == "short" and self._fallback:
             return self._beam_again(features, frames, level, prompt_ids, audio_s, "utterance")
-        if reason is None or not self._fallback or frames == _WINDOW_FRAMES:
+        if reason is None or not self._fallback or frames == WINDOW_FRAMES:
             return self._finish(first, "utterance", frames, self._assess(first, final=True))
         logger.info(
             "Whisper utterance window degenerate (%s, %d tokens, %d ms): 30 s window again",
             reason, len(first.ids), round(audio_s * 1000),
         )  # fmt: skip
-        second = self._generate(features, _WINDOW_FRAMES, 0.0, prompt_ids, audio_s)
+        second = self._generate(features, WINDOW_FRAMES, 0.0, prompt_ids, audio_s)
         degenerate = self._assess(second, final=True)
-        return self._finish(second, "30s", frames + _WINDOW_FRAMES, degenerate, fallback=reason)
+        return self._finish(second, "30s", frames + WINDOW_FRAMES, degenerate, fallback=reason)
 
     def _beam_again(
         self,
@@ -300,30 +294,27 @@ class WhisperDecoder:
         model = self._model
         window = np.full((features.shape[0], frames), pad_value, dtype=np.float32)
         window[:, : features.shape[1]] = features
-        budget = (self._guard or DecodeGuard()).budget(audio_s, max_tokens=_MAX_NEW_TOKENS)
+        budget = (self._guard or DecodeGuard()).budget(audio_s, max_tokens=MAX_NEW_TOKENS)
         limit = budget
         if self.synthetic:  # the tokens real speech would take (the guard judges by budget)
-            limit = max(1, math.ceil(SYNTHETIC_TOKENS_PER_SECOND * min(audio_s, 30.0)))
+            limit = synthetic_token_limit(audio_s)
         result = model.whisper.model.generate(
             model.whisper.encode(window),
             [prompt_ids],
             beam_size=beam_size or self._beam_size,
             patience=1.0,
             length_penalty=1.0,
-            max_length=_max_length(limit, len(prompt_ids)),
+            max_length=max_length_for(limit, len(prompt_ids)),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=model.suppress,
-            max_initial_timestamp_index=_MAX_INITIAL_TIMESTAMP_INDEX,
+            max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX,
         )[0]
         ids = [t for t in result.sequences_ids[0] if t < model.eot]
-        avg_logprob = result.scores[0] * len(result.sequences_ids[0]) / (len(ids) + 1)
-        silence = (
-            not self.synthetic
-            and result.no_speech_prob > _NO_SPEECH_THRESHOLD
-            and avg_logprob < _LOG_PROB_THRESHOLD
-        )
+        avg_logprob = average_logprob(result.scores[0], len(result.sequences_ids[0]), len(ids))
+        silence = heard_silence(no_speech_prob=result.no_speech_prob, avg_logprob=avg_logprob,
+                                synthetic=self.synthetic)
         return _Generated(ids=ids, avg_logprob=avg_logprob, silence=silence, budget=budget,
                           audio_s=audio_s)
 
@@ -374,13 +365,13 @@ class WhisperDecoder:
         max_new_tokens = None
         if self.synthetic:  # faster-whisper's max_length is prompt + this
             prompt_length = len(self._model.prompt_ids(prompt))
-            new = math.ceil(SYNTHETIC_TOKENS_PER_SECOND * _WINDOW_FRAMES / _FRAMES_PER_S)
-            max_new_tokens = _max_length(new, prompt_length) - prompt_length
+            new = math.ceil(SYNTHETIC_TOKENS_PER_SECOND * WINDOW_FRAMES / FRAMES_PER_S)
+            max_new_tokens = max_length_for(new, prompt_length) - prompt_length
         text, tokens, avg_logprob = self._model.transcribe_long(
             audio, prompt=prompt, beam_size=self._beam_size, max_new_tokens=max_new_tokens,
-            no_speech_threshold=None if self.synthetic else _NO_SPEECH_THRESHOLD,
-            log_prob_threshold=_LOG_PROB_THRESHOLD,
+            no_speech_threshold=None if self.synthetic else NO_SPEECH_THRESHOLD,
+            log_prob_threshold=LOG_PROB_THRESHOLD,
         )  # fmt: skip
-        windows = math.ceil(len(audio) / (SAMPLE_RATE_HZ * _WINDOW_FRAMES / _FRAMES_PER_S))
+        windows = math.ceil(len(audio) / (SAMPLE_RATE_HZ * WINDOW_FRAMES / FRAMES_PER_S))
         return Decoded(text=text, tokens=tokens, avg_logprob=avg_logprob,
-                       encoder_frames=windows * _WINDOW_FRAMES, window="30s")  # fmt: skip
+                       encoder_frames=windows * WINDOW_FRAMES, window="30s")  # fmt: skip
