@@ -11,19 +11,13 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.nlu_helpers import clusters
 from voicebot.nlu.calibration import Calibration, IntentIndex, fit_calibration, probabilities
 from voicebot.nlu.classifier import EmbeddingIntentClassifier
 from voicebot.nlu.embedding_cache import EmbeddingCache, embed_examples
 
 __all__: list[str] = []
 
-
-def _clusters(k: int, n: int, dim: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(k, dim))
-    rows = np.repeat(centres, n, axis=0) + spread * rng.normal(size=(k * n, dim))
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows.astype(np.float32), np.repeat(np.arange(k), n)
 
 
 def _index(rows: np.ndarray, labels: np.ndarray) -> IntentIndex:
@@ -42,7 +36,7 @@ def test_scores_match_the_formula() -> None:
 
 
 def test_leave_one_out_equals_retraining_without_the_row() -> None:
-    rows, labels = _clusters(4, 5, 16, 0.8, seed=1)
+    rows, labels = clusters(4, 5, 16, 0.8, seed=1)
     index = _index(rows, labels)
     loo = index.leave_one_out(np.arange(index.size, dtype=np.int64))
     for i in (0, 7, 19):
@@ -54,7 +48,7 @@ def test_leave_one_out_equals_retraining_without_the_row() -> None:
 @settings(max_examples=30, deadline=None)
 @given(st.integers(2, 6), st.integers(1, 6), st.floats(0.1, 2.0), st.integers(0, 10_000))
 def test_probabilities_are_a_distribution(k: int, n: int, spread: float, seed: int) -> None:
-    rows, labels = _clusters(k, n, 8, spread, seed)
+    rows, labels = clusters(k, n, 8, spread, seed)
     index = _index(rows, labels)
     cal = fit_calibration(index)
     probs, oos = probabilities(index.score(rows), cal)
@@ -64,7 +58,7 @@ def test_probabilities_are_a_distribution(k: int, n: int, spread: float, seed: i
 
 
 def test_separated_intents_are_confident_and_far_texts_are_not() -> None:
-    rows, labels = _clusters(6, 8, 32, 0.3, seed=3)
+    rows, labels = clusters(6, 8, 32, 0.3, seed=3)
     index = _index(rows, labels)
     cal = fit_calibration(index)
     probs, _ = probabilities(index.score(rows), cal)
@@ -76,7 +70,7 @@ def test_separated_intents_are_confident_and_far_texts_are_not() -> None:
 
 
 def test_confidence_ranks_errors_last() -> None:
-    rows, labels = _clusters(10, 12, 24, 1.2, seed=5)  # overlapping intents
+    rows, labels = clusters(10, 12, 24, 1.2, seed=5)  # overlapping intents
     index = _index(rows[::2], labels[::2])
     cal = fit_calibration(index)
     probs, _ = probabilities(index.score(rows[1::2]), cal)
@@ -87,7 +81,7 @@ def test_confidence_ranks_errors_last() -> None:
 
 
 def test_out_of_scope_examples_raise_the_background() -> None:
-    rows, labels = _clusters(3, 6, 16, 0.5, seed=2)
+    rows, labels = clusters(3, 6, 16, 0.5, seed=2)
     index = _index(rows, labels)
     near = (rows[:6] + rows[6:12]) / 2
     near /= np.linalg.norm(near, axis=1, keepdims=True)
@@ -99,9 +93,9 @@ def test_out_of_scope_examples_raise_the_background() -> None:
 
 
 def test_single_example_intents_and_one_intent_domains_fit() -> None:
-    rows, labels = _clusters(3, 1, 8, 0.1, seed=0)
+    rows, labels = clusters(3, 1, 8, 0.1, seed=0)
     assert fit_calibration(_index(rows, labels)).temperature > 0
-    rows, labels = _clusters(1, 4, 8, 0.1, seed=0)
+    rows, labels = clusters(1, 4, 8, 0.1, seed=0)
     cal = fit_calibration(_index(rows, labels))
     assert isinstance(cal, Calibration) and cal.temperature > 0
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.nlu_helpers import clusters
 from voicebot.nlu.calibration import IntentIndex, fit_calibration, probabilities
 from voicebot.nlu.classifier import TrainedDomain
 from voicebot.nlu.softmax_regression import (
@@ -18,13 +19,6 @@ from voicebot.nlu.softmax_regression import (
 
 __all__: list[str] = []
 
-
-def _clusters(k: int, n: int, dim: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(k, dim))
-    rows = np.repeat(centres, n, axis=0) + spread * rng.normal(size=(k * n, dim))
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows.astype(np.float32), np.repeat(np.arange(k), n).astype(np.int64)
 
 
 def _gradient(rows: np.ndarray, labels: np.ndarray, w: np.ndarray, b: np.ndarray,
@@ -38,14 +32,14 @@ def _gradient(rows: np.ndarray, labels: np.ndarray, w: np.ndarray, b: np.ndarray
 
 
 def test_fits_separable_clusters_and_generalises() -> None:
-    rows, labels = _clusters(6, 12, 32, 0.4, seed=3)
+    rows, labels = clusters(6, 12, 32, 0.4, seed=3)
     model = fit_softmax_regression(rows[::2], labels[::2], 6)
     assert model.weights.shape == (32, 6) and model.bias.shape == (6,)
     assert (model.logits(rows[1::2]).argmax(axis=1) == labels[1::2]).mean() >= 0.95
 
 
 def test_converges_to_the_regularised_optimum() -> None:
-    rows, labels = _clusters(4, 10, 16, 1.0, seed=5)
+    rows, labels = clusters(4, 10, 16, 1.0, seed=5)
     n = len(labels)
     model = fit_softmax_regression(rows, labels, 4, l2_per_example=1.0, steps=600)
     grad = _gradient(rows, labels, model.weights.astype(np.float64),
@@ -55,7 +49,7 @@ def test_converges_to_the_regularised_optimum() -> None:
 
 
 def test_rejects_bad_input() -> None:
-    rows, labels = _clusters(2, 3, 4, 0.5, seed=0)
+    rows, labels = clusters(2, 3, 4, 0.5, seed=0)
     with pytest.raises(ValueError):
         fit_softmax_regression(rows, labels[:-1], 2)
     with pytest.raises(ValueError):
@@ -67,7 +61,7 @@ def test_rejects_bad_input() -> None:
        seed=st.integers(0, 10_000))
 def test_pool_is_a_distribution_with_the_same_out_of_scope(k: int, n: int, spread: float,
                                                             seed: int) -> None:
-    rows, labels = _clusters(k, n, 12, spread, seed)
+    rows, labels = clusters(k, n, 12, spread, seed)
     index = IntentIndex(tuple(f"i{i}" for i in range(k)), rows, labels, top_k=2,
                         top_k_weight=0.5)
     calibration = fit_calibration(index)
@@ -83,7 +77,7 @@ def test_pool_is_a_distribution_with_the_same_out_of_scope(k: int, n: int, sprea
 
 
 def test_cross_validated_logits_are_held_out() -> None:
-    rows, labels = _clusters(3, 6, 8, 0.3, seed=2)
+    rows, labels = clusters(3, 6, 8, 0.3, seed=2)
     rows[0] = -rows[0]  # an outlier: only a model that saw it can get it right
     held = cross_validated_logits(rows, labels, 3, folds=3, steps=200)
     seen = fit_softmax_regression(rows, labels, 3, steps=200).logits(rows)
