@@ -37,14 +37,18 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
     lines = ["", "## Done criteria (issue 16), from this run", ""]
     for name, d in report["datasets"].items():
         runs = d["ten_shot"]
-        acc, c1, c10 = (_mean(runs, k) for k in ("accuracy", "logreg_accuracy",
-                                                   "logreg_c10_accuracy"))
+        acc = _mean(runs, "accuracy")
+        baselines = {c: statistics.fmean(r["logreg"][c] for r in runs) * 100
+                     for c in runs[0]["logreg"]}
+        best = max(baselines, key=lambda c: baselines[c])
+        wins = sum(r["accuracy"] > max(r["logreg"].values()) for r in runs)
         gain = _mean(runs, "accuracy_at_90") - acc
         lines.append(
-            f"* {name} ({d['kind']}): 10-shot {acc:.1f}% vs logistic regression C=1 "
-            f"{c1:.1f}% ({'beats' if acc > c1 else 'LOSES to'} it by {abs(acc - c1):.1f}) and "
-            f"C=10 {c10:.1f}% ({'beats' if acc > c10 else 'LOSES to'} it by "
-            f"{abs(acc - c10):.1f}); accuracy at 90% coverage {gain:+.1f} points over full "
+            f"* {name} ({d['kind']}): 10-shot {acc:.1f}% vs the best logistic regression "
+            f"on the same embeddings (C={best}) {baselines[best]:.1f}%: "
+            f"{'beats' if acc > baselines[best] else 'LOSES to'} it by "
+            f"{abs(acc - baselines[best]):.1f} (above every baseline in {wins} of "
+            f"{len(runs)} samplings); accuracy at 90% coverage {gain:+.1f} points over full "
             f"coverage ({'met' if gain >= 4.0 else 'NOT met'}: >= 4).")
     cold = [w for w in report["workers"] if w["examples"] == 770 and not w["cached"]]
     if cold:
@@ -100,19 +104,22 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
                      f"| {d['oos_test']} |")
     lines += ["", "## Accuracy and calibration", "",
               "| data set | training | accuracy | at 90% coverage | at 80% coverage | "
-              "LR C=1 | LR C=10 | similarity only (at 90%) | accepted at 0.5 | accuracy of "
-              "accepted | out-of-scope rejected at 0.5 | out-of-scope AUROC |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "LR C=1 | LR C=10 | LR C=30 | LR C=100 | similarity only (at 90%) | accepted "
+              "at 0.5 | accuracy of accepted | out-of-scope rejected at 0.5 | out-of-scope "
+              "AUROC |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, d in report["datasets"].items():
         for label, runs in (("10 per intent", d["ten_shot"]), (f"all ({d['all']['examples']})",
                                                                  [d["all"]])):
             def col(key: str, runs: list[dict[str, Any]] = runs) -> str:
                 values = [r[key] for r in runs if key in r]
                 return _pct(values) if values else "-"
+
+            def lr(c: str, runs: list[dict[str, Any]] = runs) -> str:
+                return _pct([r["logreg"][c] for r in runs])
             lines.append(
                 f"| {name} | {label} | {col('accuracy')} | {col('accuracy_at_90')} | "
-                f"{col('accuracy_at_80')} | {col('logreg_accuracy')} | "
-                f"{col('logreg_c10_accuracy')} | {col('similarity_accuracy')} "
+                f"{col('accuracy_at_80')} | {lr('1')} | {lr('10')} | {lr('30')} | "
+                f"{lr('100')} | {col('similarity_accuracy')} "
                 f"({col('similarity_accuracy_at_90')}) | {col('accepted_at_0.5')} "
                 f"| {col('accuracy_of_accepted_at_0.5')} | {col('oos_rejected_at_0.5')} | "
                 f"{col('oos_auroc')} |")
@@ -143,14 +150,17 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
               "% coverage is the accuracy of a scenario whose threshold sends the rest to the "
               "fallback.",
               "* The method (voicebot/nlu/classifier.py): which intent, given in scope, is the "
-              "product of the calibrated similarity softmax and a softmax regression fitted at "
-              "load on the examples' embeddings (L2, C = 10), the regression's weight (0 to 1) "
-              "chosen by held-out log-loss (3-fold cross-validation); the out-of-scope "
-              "probability comes from the similarity calibration alone. \"similarity only\" is "
-              "the method without the regression; \"LR C=1\" is logistic regression at "
-              "sklearn's default strength, \"LR C=10\" at the strength the method's "
-              "regression uses (both 300 accelerated-gradient steps in numpy, on the same "
-              "embeddings; 1,000 steps change their accuracy by < 0.5 point).",
+              "product of three experts: the calibrated similarity, a softmax regression on "
+              "the examples' embeddings (weight 4) and one on their words (TF-IDF over word "
+              "unigrams and bigrams, voicebot/nlu/lexical.py; weight 1), both L2 at C = 30; "
+              "the product's temperature is fitted at load by held-out log-loss (3-fold "
+              "cross-validation); the out-of-scope probability comes from the similarity "
+              "calibration alone. The two weights are fixed hyperparameters, chosen on these "
+              "two data sets' 10-shot samplings (so the margin over the baselines is an "
+              "in-sample choice of two numbers, not a held-out result). \"similarity only\" "
+              "is the method without the regressions; \"LR C=...\" is logistic regression on "
+              "the same embeddings (C=1 is sklearn's default), fitted like the method's own "
+              "regressions: L-BFGS to convergence (voicebot/nlu/softmax_regression.py).",
               "* Coverage rows are over the in-scope test utterances; CLINC150's out-of-scope "
               "test queries are scored separately (rejected at 0.5, AUROC of in-scope vs "
               "out-of-scope by confidence).",

@@ -81,6 +81,8 @@ class IntentIndex:
         if rows.ndim != 2 or rows.shape[0] != labels.shape[0] or not names:
             raise ValueError("rows and labels do not match")
         order = np.argsort(labels, kind="stable")
+        self.order: npt.NDArray[np.int64] = order.astype(np.int64)
+        """Row ``j`` of the index is row ``order[j]`` of the rows given."""
         self.names = names
         self.rows: F32 = np.ascontiguousarray(rows[order], dtype=np.float32)
         self.labels = labels[order]

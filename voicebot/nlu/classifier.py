@@ -17,22 +17,31 @@ text that sits between two intents (their probabilities split).
 ``IntentResult.scores`` holds every intent's probability, best first; they sum to
 ``1 - p(out of scope)``.  Empty or whitespace-only text gets confidence 0.
 
-Which intent, given in scope, is a product of two experts fitted on the same
-examples: the calibrated similarity softmax ``exp(s_i / T)`` and a softmax
-regression on the embeddings (:mod:`voicebot.nlu.softmax_regression`):
-``p(i | in scope) ~ exp(s_i / T + c logit_i)`` and ``p_i = (1 - p_oos) p(i | in scope)``,
-``p_oos`` from the similarity calibration (distance-aware: a linear regression
-extrapolates confidently far from its examples).  The weight ``c`` is chosen at
-load by the log-loss of held-out predictions (leave-one-out similarities, 3-fold
-cross-validated regression logits).
-On real many-intent data (BANKING77, CLINC150, 10 examples per intent:
-docs/benchmarks/nlu.md) the product is ~1 point more accurate than the similarity
-alone and beats a logistic regression at sklearn's default strength, but a
-regression alone at C = 10 is still ~0.9 point more accurate (measured, not hidden).
+Which intent, given in scope, is a product of three experts fitted on the same
+examples: the calibrated similarity ``s_i / T``, a softmax regression on the
+embeddings and one on the examples' words (:mod:`voicebot.nlu.lexical`: the
+embedding blurs which word was said, "PIN" or "card")::
+
+    z_i = s_i / T + (1 - p_oos) * (a * logit_i + b * word_logit_i)
+    p(i | in scope) ~ exp(z_i / t),   p_i = (1 - p_oos) * p(i | in scope)
+
+``p_oos`` comes from the similarity calibration (distance-aware: a linear
+regression extrapolates confidently far from its examples, so the regressions
+fade out where the similarity says the text is about none of the intents; without
+that, a 4-intent scenario was sure that "book me a flight" meant one of them).  ``a`` and ``b`` are
+fixed (:class:`IntentScoring`: hyperparameters like a regression's strength, chosen
+on public many-intent data, docs/benchmarks/nlu.md); the temperature ``t`` is
+fitted at load, per scenario, by the log-loss of held-out ``z`` (leave-one-out
+similarities, 3-fold cross-validated regressions), so the top probability is a
+probability and ``nlu_threshold`` means the same in every scenario.
+On BANKING77 and CLINC150 (10 examples per intent, three samplings) the product
+beats, on average, a logistic regression on the same embeddings at every strength
+we tried (C = 1 to 100; docs/benchmarks/nlu.md).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -51,11 +60,12 @@ from voicebot.nlu.calibration import (
     probabilities,
 )
 from voicebot.nlu.embedding_cache import EmbeddingCache, embed_examples
+from voicebot.nlu.lexical import LexicalFeatures
 from voicebot.nlu.softmax_regression import (
     SoftmaxRegression,
     cross_validated_logits,
-    fit_regression_weight,
     fit_softmax_regression,
+    fit_temperature,
 )
 from voicebot.types import IntentResult
 
@@ -64,6 +74,7 @@ __all__ = [
     "IntentScoring",
     "TextEmbedder",
     "TrainedDomain",
+    "WordRegression",
 ]
 
 _log = logging.getLogger(__name__)
@@ -86,14 +97,19 @@ class IntentScoring:
     chunk_size: int = 32
     """Examples embedded at once at training (bounds the runtime's working memory)."""
     regression: bool = True
-    """Also fit a softmax regression on the examples and multiply it in (module docstring)."""
-    l2_per_example: float = 0.1
-    """The regression's L2 strength times the number of examples (sklearn's C = 10)."""
-    regression_steps: int = 300
+    """Also fit softmax regressions on the examples and multiply them in (module docstring)."""
+    regression_weight: float = 4.0
+    """``a``: the embedding regression's weight against the similarity (module docstring)."""
+    lexical_weight: float = 1.0
+    """``b``: the word regression's weight (0 leaves the word features out)."""
+    l2_per_example: float = 1.0 / 30.0
+    """The regressions' L2 strength times the number of examples (sklearn's C = 30)."""
+    regression_iterations: int = 200
+    """At most this many L-BFGS iterations per regression (about 40 are used)."""
     folds: int = 3
-    """Cross-validation folds that weigh the two experts (module docstring)."""
+    """Cross-validation folds for the held-out predictions that fit the temperature."""
     max_fit_examples: int = 3000
-    """At most this many examples (a seeded subsample) weigh the experts: bounds the load."""
+    """At most this many examples (a seeded subsample) fit the temperature: bounds the load."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -104,30 +120,55 @@ class IntentScoring:
             raise ValueError("oos_prior must be in (0, 1)")
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
-        if self.l2_per_example <= 0.0 or self.regression_steps < 1:
-            raise ValueError("l2_per_example must be > 0 and regression_steps >= 1")
+        if self.l2_per_example <= 0.0 or self.regression_iterations < 1:
+            raise ValueError("l2_per_example must be > 0 and regression_iterations >= 1")
+        if self.regression_weight < 0.0 or self.lexical_weight < 0.0:
+            raise ValueError("regression_weight and lexical_weight must be >= 0")
         if self.folds < 2 or self.max_fit_examples < 2:
             raise ValueError("folds and max_fit_examples must be >= 2")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WordRegression:
+    """A scenario's word features and the softmax regression fitted on them."""
+
+    features: LexicalFeatures
+    model: SoftmaxRegression
+
+    def logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self.model.logits(self.features.transform(texts))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrainedDomain:
-    """One domain's examples, fitted calibration and (optional) softmax regression."""
+    """One domain's examples, fitted calibration and (optional) regressions."""
 
     index: IntentIndex
     calibration: Calibration
     regression: SoftmaxRegression | None = None
-    regression_weight: float = 1.0
+    regression_weight: float = 0.0
+    words: WordRegression | None = None
+    words_weight: float = 0.0
+    temperature: float = 1.0
+    """``t`` of the product (module docstring)."""
 
-    def probabilities(self, queries: npt.NDArray[np.float32]
+    def probabilities(self, queries: npt.NDArray[np.float32], texts: Sequence[str] = ()
                       ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Per-intent probabilities [m, K] and out-of-scope probability [m] of unit rows."""
+        """Per-intent probabilities [m, K] and out-of-scope probability [m] of unit rows
+        ``queries`` (embeddings of ``texts``: the word expert needs the texts)."""
         scores = self.index.score(queries)
         intents, outside = probabilities(scores, self.calibration)
-        if self.regression is None or self.regression_weight == 0.0:
+        if self.regression is None:
             return intents, outside
-        z = (scores.astype(np.float64) / self.calibration.temperature
-             + self.regression_weight * self.regression.logits(queries).astype(np.float64))
+        linear = self.regression_weight * self.regression.logits(queries).astype(np.float64)
+        if self.words is not None:
+            if len(texts) != len(queries):
+                raise ValueError("the word expert needs the texts of the queries")
+            linear += self.words_weight * self.words.logits(texts).astype(np.float64)
+        # the regressions extrapolate linearly: far from every example, the similarity speaks
+        z = scores.astype(np.float64) / self.calibration.temperature
+        z += (1.0 - outside)[:, None] * linear
+        z /= self.temperature
         z -= z.max(axis=1, keepdims=True)
         inside = np.exp(z)
         inside /= inside.sum(axis=1, keepdims=True)
@@ -190,35 +231,49 @@ class EmbeddingIntentClassifier:
                                       oos_prior=cfg.oos_prior)
         trained = TrainedDomain(index=index, calibration=calibration)
         if cfg.regression and len(names) > 1:
-            trained = self._with_regression(trained)
+            trained = self._with_regression(trained, phrases)
         with self._lock:
             self._domains[domain] = trained
         _log.info("trained domain %r: %d intents, %d examples (%d embedded, the rest cached), "
-                  "%d out-of-scope; temperature %.4f, background %.3f, regression weight "
+                  "%d out-of-scope; temperature %.4f, background %.3f, product temperature "
                   "%.2f; %.2f s", domain, len(names), len(phrases), embedded, len(outside),
-                  calibration.temperature, calibration.background, trained.regression_weight,
+                  calibration.temperature, calibration.background, trained.temperature,
                   time.perf_counter() - started)
 
-    def _with_regression(self, trained: TrainedDomain) -> TrainedDomain:
-        """``trained`` plus its softmax regression and the regression's weight."""
+    def _with_regression(self, trained: TrainedDomain, phrases: Sequence[str]) -> TrainedDomain:
+        """``trained`` plus its regressions and the product's fitted temperature."""
         cfg, index = self._scoring, trained.index
         classes = len(index.names)
-        regression = fit_softmax_regression(index.rows, index.labels, classes,
-                                            l2_per_example=cfg.l2_per_example,
-                                            steps=cfg.regression_steps)
+        # the index sorts its rows by intent: the phrases in the same order
+        texts = [phrases[i] for i in index.order]
+        fit = functools.partial(fit_softmax_regression, l2_per_example=cfg.l2_per_example,
+                                max_iterations=cfg.regression_iterations)
+        held = functools.partial(cross_validated_logits, folds=cfg.folds,
+                                 l2_per_example=cfg.l2_per_example,
+                                 max_iterations=cfg.regression_iterations)
+        regression = fit(index.rows, index.labels, classes)
+        words = None
+        if cfg.lexical_weight > 0.0:
+            features = LexicalFeatures(texts)
+            words = WordRegression(features=features, model=fit(
+                features.transform(texts), index.labels, classes))
         chosen = np.arange(index.size, dtype=np.int64)
         if index.size > cfg.max_fit_examples:
             rng = np.random.default_rng(0)
             chosen = np.sort(rng.choice(index.size, cfg.max_fit_examples, replace=False))
-        held_out = cross_validated_logits(index.rows[chosen], index.labels[chosen], classes,
-                                          folds=cfg.folds, l2_per_example=cfg.l2_per_example,
-                                          steps=cfg.regression_steps)
-        similarity = (index.leave_one_out(chosen).astype(np.float64)
-                      / trained.calibration.temperature)
-        weight = fit_regression_weight(similarity, held_out.astype(np.float64),
-                                       index.labels[chosen])
+        labels = index.labels[chosen]
+        outside = cfg.oos_prior / (1.0 - cfg.oos_prior)
+        held_out = (index.leave_one_out(chosen).astype(np.float64)
+                    / trained.calibration.temperature)
+        held_out += cfg.regression_weight * held(index.rows[chosen], labels, classes)
+        if words is not None:
+            rows = words.features.transform([texts[i] for i in chosen])
+            held_out += cfg.lexical_weight * held(rows, labels, classes)
         return TrainedDomain(index=index, calibration=trained.calibration, regression=regression,
-                             regression_weight=weight)
+                             regression_weight=cfg.regression_weight, words=words,
+                             words_weight=cfg.lexical_weight if words else 0.0,
+                             temperature=fit_temperature(held_out, labels,
+                                                         outside_weight=outside))
 
     def classify(self, text: str, *, domain: str) -> IntentResult:
         """The best intent of ``text`` in ``domain`` with a probability in [0, 1]."""
@@ -228,7 +283,7 @@ class EmbeddingIntentClassifier:
             return IntentResult(intent=names[0], confidence=0.0,
                                 scores=tuple((name, 0.0) for name in names))
         query = self._embed([text.strip()])
-        probs, _ = trained.probabilities(query)
+        probs, _ = trained.probabilities(query, [text.strip()])
         row = probs[0]
         order = np.argsort(-row, kind="stable")
         scores = tuple((names[i], float(row[i])) for i in order)
