@@ -1,4 +1,4 @@
-"""Word features of a scenario's examples: TF-IDF over word unigrams and bigrams (numpy).
+"""Word features of a scenario's examples: TF-IDF over word unigrams and bigrams (SciPy CSR).
 
 The sentence embedding hears what a phrase means; it blurs which words were said.
 Intent names often hang on one word ("PIN", "top-up", "refund"), so
@@ -87,8 +87,9 @@ class LexicalFeatures:
         for words in found:
             for word in words:
                 counts[word] = counts.get(word, 0) + 1
-        self.vocabulary = {word: i for i, word in enumerate(sorted(counts))}
-        df = np.array([counts[word] for word in sorted(counts)], dtype=np.float64)
+        vocabulary = sorted(counts)
+        self.vocabulary = {word: i for i, word in enumerate(vocabulary)}
+        df = np.array([counts[word] for word in vocabulary], dtype=np.float64)
         self.idf: F32 = (np.log((1.0 + len(found)) / (1.0 + df)) + 1.0).astype(np.float32)
 
     @property

@@ -43,21 +43,27 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SoftmaxRegression:
-    """Weights ``[dim, K]`` and bias ``[K]``: ``logits(q) = q @ weights + bias``."""
+    """``stacked`` ``[dim + 1, K]``: the weights with the bias as their last row, so
+    ``logits(q) = q @ weights + bias`` (sparse rows carry the bias column themselves)."""
 
-    weights: F32
-    bias: F32
+    stacked: F32
 
-    stacked: F32 | None = None
-    """``weights`` with ``bias`` as its last row, for sparse rows that carry the bias column."""
+    @property
+    def weights(self) -> F32:
+        """``[dim, K]``."""
+        return self.stacked[:-1]
+
+    @property
+    def bias(self) -> F32:
+        """``[K]``."""
+        bias: F32 = self.stacked[-1]
+        return bias
 
     def logits(self, queries: F32 | SparseRows) -> F32:
         """Raw intent logits ``[m, K]`` of rows ``queries`` ``[m, dim]`` (dense), or of
         sparse rows ``[m, dim + 1]`` whose last column is the bias."""
         if isinstance(queries, SparseRows):
-            full = self.stacked if self.stacked is not None else np.vstack(
-                [self.weights, self.bias[None, :]])
-            return queries @ full
+            return queries @ self.stacked
         out: F32 = (queries @ self.weights + self.bias).astype(np.float32)
         return out
 
@@ -96,8 +102,7 @@ def fit_softmax_regression(rows: F32 | SparseRows, labels: npt.NDArray[np.int64]
 
     w = _lbfgs(objective, np.zeros((width, classes), np.float32),
                max_iterations=max_iterations)
-    return SoftmaxRegression(weights=np.ascontiguousarray(w[:-1]), bias=w[-1].copy(),
-                             stacked=w if isinstance(x, SparseRows) else None)
+    return SoftmaxRegression(stacked=w)
 
 
 def _lbfgs(objective: Callable[[F32], tuple[float, F32]], w: F32, *, max_iterations: int,
